@@ -1,0 +1,47 @@
+"""order-service: orders from Kafka, stored in PostgreSQL, served over HTTP."""
+
+import logging
+from typing import Any
+
+from flask import Flask
+
+from config import Config
+
+
+def create_app(config_class: type = Config, overrides: dict[str, Any] | None = None) -> Flask:
+    """Build the app. Nothing here talks to PostgreSQL or Kafka; the consumer is started by
+    gunicorn's post_fork hook (or explicitly), never by the factory."""
+    app = Flask(__name__)
+    app.config.from_object(config_class)
+    app.config.update(overrides or {})
+    _configure_logging(app)
+
+    from app.cache import order_cache
+    from app.extensions import db, migrate
+
+    db.init_app(app)
+    migrate.init_app(app, db, directory=_migrations_dir())
+    order_cache.init_app(app)
+
+    from app.errors import register_error_handlers
+    from app.health import bp as health_bp
+    from app.orders import bp as orders_bp
+
+    app.register_blueprint(health_bp)
+    app.register_blueprint(orders_bp)
+    register_error_handlers(app)
+    return app
+
+
+def _migrations_dir() -> str:
+    from pathlib import Path
+
+    return str(Path(__file__).resolve().parent.parent / "migrations")
+
+
+def _configure_logging(app: Flask) -> None:
+    if not logging.getLogger().handlers:
+        logging.basicConfig(
+            level=app.config.get("LOG_LEVEL", "INFO"),
+            format="%(asctime)s %(levelname)s [%(process)d %(threadName)s] %(name)s: %(message)s",
+        )

@@ -1,0 +1,39 @@
+"""gunicorn settings (`gunicorn wsgi:app` reads this file) and the hooks that run one Kafka
+consumer thread in every worker. Every setting can be overridden from the environment."""
+
+import os
+
+from dotenv import load_dotenv
+
+load_dotenv()
+
+bind = f"{os.environ.get('HOST', '0.0.0.0')}:{os.environ.get('PORT', '8080')}"
+workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
+worker_class = os.environ.get("GUNICORN_WORKER_CLASS", "gthread")
+threads = int(os.environ.get("GUNICORN_THREADS", "4"))
+timeout = int(os.environ.get("GUNICORN_TIMEOUT", "30"))
+graceful_timeout = int(os.environ.get("GUNICORN_GRACEFUL_TIMEOUT", "30"))
+keepalive = 5
+accesslog = os.environ.get("GUNICORN_ACCESS_LOG") or None
+# Never preload: the app, its engine and every Kafka client are created after the fork.
+preload_app = False
+
+# The consumer gets this long to finish its batch, commit and leave the group; well inside
+# graceful_timeout, after which the master kills the worker.
+CONSUMER_STOP_TIMEOUT = max(1.0, graceful_timeout * 0.5)
+
+
+def post_fork(server, worker):
+    from app.ingest import ConsumerThread
+
+    worker.order_consumer = ConsumerThread().start()
+
+
+def post_worker_init(worker):
+    worker.order_consumer.attach(worker.wsgi)
+
+
+def worker_exit(server, worker):
+    consumer = getattr(worker, "order_consumer", None)
+    if consumer is not None:
+        consumer.shutdown(CONSUMER_STOP_TIMEOUT)
