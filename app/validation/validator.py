@@ -1,0 +1,108 @@
+"""Cerberus validation of one decoded order, plus the RFC 3339 parsing that storage shares."""
+
+import re
+import threading
+from datetime import UTC, datetime
+from typing import Any
+
+from cerberus import Validator
+
+from app.validation.schema import ORDER_SCHEMA
+
+# NUL can't live in PostgreSQL text, and a lone surrogate (legal in JSON's \ud800) can't be UTF-8.
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+_RFC3339 = re.compile(
+    r"(\d{4}-\d{2}-\d{2})[Tt](\d{2}:\d{2}:\d{2})(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})\Z"
+)
+_MAX_DATE_LENGTH = 64
+
+
+def parse_rfc3339(value: str) -> datetime:
+    """Parse an RFC 3339 date-time with an offset into an aware UTC datetime.
+
+    Fractions beyond microseconds are truncated (PostgreSQL keeps microseconds). Raises ValueError
+    for anything that is not a real instant, including one that leaves datetime's range in UTC.
+    """
+    match = _RFC3339.match(value) if len(value) <= _MAX_DATE_LENGTH else None
+    if match is None:
+        raise ValueError("must be an RFC 3339 date-time with an offset, like 2021-11-26T06:22:19Z")
+    date, time, fraction, offset = match.groups()
+    fraction = (fraction or "")[:7]
+    offset = "+00:00" if offset in ("Z", "z") else offset
+    try:
+        return datetime.fromisoformat(f"{date}T{time}{fraction}{offset}").astimezone(UTC)
+    except (ValueError, OverflowError) as exc:
+        raise ValueError(f"is not a valid date-time: {exc}") from None
+
+
+class OrderValidator(Validator):
+    def _validate_text(self, bounds: tuple[int, int], field: str, value: Any) -> None:
+        """{'type': 'list'}"""
+        if not isinstance(value, str):
+            self._error(field, "must be a string")
+            return
+        min_length, max_length = bounds
+        if len(value) < min_length:
+            self._error(field, f"must be at least {min_length} characters long")
+        elif len(value) > max_length:
+            self._error(field, f"must be at most {max_length} characters long")
+        elif _UNSTORABLE.search(value):
+            self._error(field, "must not contain NUL characters or unpaired surrogates")
+
+    def _validate_int64(self, maximum: int, field: str, value: Any) -> None:
+        """{'type': 'integer'}"""
+        # bool is a subclass of int in Python, but `true` is not a JSON integer.
+        if not isinstance(value, int) or isinstance(value, bool):
+            self._error(field, "must be an integer")
+        elif not 0 <= value <= maximum:
+            self._error(field, f"must be between 0 and {maximum}")
+
+    def _validate_rfc3339(self, constraint: bool, field: str, value: Any) -> None:
+        """{'type': 'boolean'}"""
+        if not constraint:
+            return
+        if not isinstance(value, str):
+            self._error(field, "must be a string")
+            return
+        try:
+            parse_rfc3339(value)
+        except ValueError as exc:
+            self._error(field, str(exc))
+
+
+_local = threading.local()
+
+
+def _validator() -> OrderValidator:
+    # Cerberus validators keep per-run state, so each thread builds its own, once.
+    validator = getattr(_local, "validator", None)
+    if validator is None:
+        validator = OrderValidator(ORDER_SCHEMA, require_all=True, allow_unknown=False)
+        _local.validator = validator
+    return validator
+
+
+def validate_order(document: Any) -> dict[str, list[str]]:
+    """Check a decoded JSON value against the contract.
+
+    Returns {} for a valid order, else a map from field path ("items.0.price") to messages.
+    """
+    if not isinstance(document, dict):
+        return {"": [f"must be a JSON object, not {type(document).__name__}"]}
+    validator = _validator()
+    if validator.validate(document, normalize=False):
+        return {}
+    return flatten_errors(validator.errors)
+
+
+def flatten_errors(tree: dict, prefix: str = "") -> dict[str, list[str]]:
+    """Turn Cerberus' nested error tree into {"a.b.0.c": [messages]}."""
+    flat: dict[str, list[str]] = {}
+    for key, entries in tree.items():
+        path = f"{prefix}{key}"
+        for entry in entries:
+            if isinstance(entry, dict):
+                flat.update(flatten_errors(entry, prefix=f"{path}."))
+            else:
+                flat.setdefault(path, []).append(entry)
+    return flat
