@@ -1,0 +1,157 @@
+"""The one place that stores and reads orders. Route, consumer and CLI all go through here."""
+
+import hashlib
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import insert, select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+from app.extensions import db
+from app.orders.models import NESTED_GROUPS, TOP_LEVEL_FIELDS, items_table, orders_table
+from app.validation import parse_rfc3339
+from app.validation.schema import ITEM_SCHEMA, ORDER_SCHEMA
+
+ITEM_FIELDS = list(ITEM_SCHEMA)
+
+
+class SaveOutcome(StrEnum):
+    STORED = "stored"
+    DUPLICATE = "duplicate"
+    CONFLICT = "conflict"
+
+
+def format_utc(moment: datetime) -> str:
+    """The contract's served form of a date: YYYY-MM-DDTHH:MM:SS[.ffffff]Z in UTC."""
+    return moment.astimezone(UTC).replace(tzinfo=None).isoformat() + "Z"
+
+
+def served_form(order: dict[str, Any]) -> dict[str, Any]:
+    """A valid incoming order as `get_order` will return it: only date_created changes."""
+    return {**order, "date_created": format_utc(parse_rfc3339(order["date_created"]))}
+
+
+def content_hash(served: dict[str, Any]) -> bytes:
+    canonical = json.dumps(served, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).digest()
+
+
+@dataclass(frozen=True, slots=True)
+class _Prepared:
+    uid: str
+    row: dict[str, Any]
+    items: list[dict[str, Any]]
+    digest: bytes
+
+
+def _prepare(order: dict[str, Any]) -> _Prepared:
+    digest = content_hash(served_form(order))
+    row = {name: order[name] for name in TOP_LEVEL_FIELDS}
+    row["date_created"] = parse_rfc3339(order["date_created"])
+    for group in NESTED_GROUPS:
+        row.update({f"{group}_{name}": value for name, value in order[group].items()})
+    row["content_hash"] = digest
+    return _Prepared(order["order_uid"], row, order["items"], digest)
+
+
+def save_orders(orders: Sequence[dict[str, Any]]) -> list[SaveOutcome]:
+    """Store a batch of validated orders in one transaction; one outcome per input, in order.
+
+    Orders are immutable: an order_uid already stored (or earlier in the same batch) is a
+    DUPLICATE when its content is the same and a CONFLICT otherwise; neither writes anything.
+    Safe against a concurrent writer of the same order: ON CONFLICT waits for the other
+    transaction and then reports the row as existing. Raises SQLAlchemy errors after a rollback.
+    """
+    prepared = [_prepare(order) for order in orders]
+    first_by_uid: dict[str, _Prepared] = {}
+    for entry in prepared:
+        first_by_uid.setdefault(entry.uid, entry)
+    try:
+        stored_ids = _insert_new(sorted(first_by_uid.values(), key=lambda entry: entry.uid))
+        _insert_items(first_by_uid, stored_ids)
+        existing = _stored_hashes([uid for uid in first_by_uid if uid not in stored_ids])
+        db.session.commit()
+    except BaseException:
+        db.session.rollback()
+        raise
+    return _outcomes(prepared, first_by_uid, stored_ids, existing)
+
+
+def _insert_new(candidates: list[_Prepared]) -> dict[str, int]:
+    # Sorted by uid so that two overlapping batches lock rows in the same order (no deadlock).
+    if not candidates:
+        return {}
+    statement = (
+        pg_insert(orders_table)
+        .on_conflict_do_nothing(index_elements=["order_uid"])
+        .returning(orders_table.c.id, orders_table.c.order_uid)
+    )
+    result = db.session.execute(statement, [entry.row for entry in candidates])
+    return {uid: order_id for order_id, uid in result}
+
+
+def _insert_items(first_by_uid: dict[str, _Prepared], stored_ids: dict[str, int]) -> None:
+    rows = [
+        {"order_id": order_id, "position": position, **item}
+        for uid, order_id in stored_ids.items()
+        for position, item in enumerate(first_by_uid[uid].items)
+    ]
+    if rows:
+        db.session.execute(insert(items_table), rows)
+
+
+def _stored_hashes(uids: list[str]) -> dict[str, bytes]:
+    if not uids:
+        return {}
+    statement = select(orders_table.c.order_uid, orders_table.c.content_hash).where(
+        orders_table.c.order_uid.in_(uids)
+    )
+    return {uid: bytes(digest) for uid, digest in db.session.execute(statement)}
+
+
+def _outcomes(
+    prepared: list[_Prepared],
+    first_by_uid: dict[str, _Prepared],
+    stored_ids: dict[str, int],
+    existing: dict[str, bytes],
+) -> list[SaveOutcome]:
+    outcomes = []
+    for entry in prepared:
+        if entry is first_by_uid[entry.uid] and entry.uid in stored_ids:
+            outcomes.append(SaveOutcome.STORED)
+            continue
+        reference = existing.get(entry.uid) or first_by_uid[entry.uid].digest
+        same = reference == entry.digest
+        outcomes.append(SaveOutcome.DUPLICATE if same else SaveOutcome.CONFLICT)
+    return outcomes
+
+
+def get_order(order_uid: str) -> dict[str, Any] | None:
+    """The stored order as it came in (date_created in the served UTC form), or None."""
+    row = db.session.execute(
+        select(orders_table).where(orders_table.c.order_uid == order_uid)
+    ).mappings().first()
+    if row is None:
+        return None
+    items = db.session.execute(
+        select(items_table).where(items_table.c.order_id == row["id"]).order_by(items_table.c.position)
+    ).mappings()
+    return _to_document(row, list(items))
+
+
+def _to_document(row: Any, items: list[Any]) -> dict[str, Any]:
+    document: dict[str, Any] = {}
+    for name in ORDER_SCHEMA:  # the contract's field order
+        if name in NESTED_GROUPS:
+            document[name] = {field: row[f"{name}_{field}"] for field in NESTED_GROUPS[name]}
+        elif name == "items":
+            document[name] = [{field: item[field] for field in ITEM_FIELDS} for item in items]
+        elif name == "date_created":
+            document[name] = format_utc(row[name])
+        else:
+            document[name] = row[name]
+    return document

@@ -1,0 +1,105 @@
+"""Fixtures against the real services started by `make infra`: a PostgreSQL database and Kafka topics
+of the tests' own, created here and dropped afterwards. The `orders` database is never touched."""
+
+import json
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import psycopg2
+import pytest
+from flask import Flask
+from sqlalchemy.engine import make_url
+
+from app import create_app
+from app.extensions import db
+from config import Config, TestConfig
+
+CONTRACT_DIR = Path(__file__).resolve().parents[2] / "shared" / "contract"
+
+
+def _admin_dsn(url: str, database: str) -> str:
+    parsed = make_url(url)
+    return (
+        f"host={parsed.host} port={parsed.port or 5432} user={parsed.username} "
+        f"password={parsed.password or ''} dbname={database} connect_timeout=5"
+    )
+
+
+@pytest.fixture(scope="session")
+def database_url() -> Iterator[str]:
+    """A fresh database on the configured server, dropped at the end of the session."""
+    server_url = Config.SQLALCHEMY_DATABASE_URI
+    name = f"orders_test_{uuid.uuid4().hex[:10]}"
+    try:
+        admin = psycopg2.connect(_admin_dsn(server_url, "postgres"))
+    except psycopg2.OperationalError as exc:
+        pytest.exit(f"PostgreSQL is not reachable at {make_url(server_url).host}: {exc}\n"
+                    "Start it with `make infra` (or run the suite with `make test`).", returncode=3)
+    admin.autocommit = True
+    with admin.cursor() as cursor:
+        cursor.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield make_url(server_url).set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.cursor() as cursor:
+            cursor.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.close()
+
+
+@pytest.fixture(scope="session")
+def app(database_url: str) -> Iterator[Flask]:
+    """The app on the test database, migrated with `flask db upgrade`'s own code."""
+    from flask_migrate import upgrade
+
+    application = create_app(TestConfig, {"SQLALCHEMY_DATABASE_URI": database_url})
+    with application.app_context():
+        upgrade()
+    yield application
+    with application.app_context():
+        db.engine.dispose()
+
+
+@pytest.fixture
+def app_ctx(app: Flask) -> Iterator[Flask]:
+    with app.app_context():
+        yield app
+
+
+@pytest.fixture
+def empty_db(app_ctx: Flask) -> Flask:
+    """The test database with no orders in it."""
+    db.session.execute(db.text("TRUNCATE orders CASCADE"))
+    db.session.commit()
+    return app_ctx
+
+
+@pytest.fixture
+def example_order() -> dict[str, Any]:
+    """A fresh copy of the contract's canonical example, free to modify."""
+    return json.loads((CONTRACT_DIR / "order.example.json").read_text())
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap() -> str:
+    from kafka.errors import NoBrokersAvailable
+
+    from tests.kafka_tools import admin
+
+    bootstrap = Config.KAFKA_BOOTSTRAP_SERVERS
+    try:
+        admin(bootstrap).close()
+    except NoBrokersAvailable:
+        pytest.exit(f"Kafka is not reachable at {bootstrap}. Start it with `make infra`.", returncode=3)
+    return bootstrap
+
+
+@pytest.fixture
+def topics(kafka_bootstrap: str):
+    """An orders topic (6 partitions), a dead-letter topic and a group name, all new."""
+    from tests.kafka_tools import create_topics, delete_topics
+
+    created = create_topics(kafka_bootstrap)
+    yield created
+    delete_topics(created)
