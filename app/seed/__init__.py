@@ -1,0 +1,1 @@
+"""Reproducible order generators: realistic, edge-case and invalid records."""
