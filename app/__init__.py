@@ -30,6 +30,10 @@ def create_app(config_class: type = Config, overrides: dict[str, Any] | None = N
     app.register_blueprint(health_bp)
     app.register_blueprint(orders_bp)
     register_error_handlers(app)
+
+    from app.cli import register_commands
+
+    register_commands(app)
     return app
 
 
@@ -45,3 +49,5 @@ def _configure_logging(app: Flask) -> None:
             level=app.config.get("LOG_LEVEL", "INFO"),
             format="%(asctime)s %(levelname)s [%(process)d %(threadName)s] %(name)s: %(message)s",
         )
+    # kafka-python logs every connection at INFO; its warnings and errors are what matter.
+    logging.getLogger("kafka").setLevel(logging.WARNING)

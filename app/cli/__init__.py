@@ -1,0 +1,11 @@
+"""Flask CLI commands: `flask seed-orders`, `flask consume`."""
+
+from flask import Flask
+
+
+def register_commands(app: Flask) -> None:
+    from app.cli.consume import consume
+    from app.cli.seed import seed_orders
+
+    app.cli.add_command(seed_orders)
+    app.cli.add_command(consume)

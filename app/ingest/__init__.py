@@ -1,0 +1,67 @@
+"""Kafka ingest: one consumer thread per gunicorn worker.
+
+gunicorn.conf.py drives it: `post_fork` starts the thread (after the fork, so no Kafka client
+thread or socket crosses it), `post_worker_init` hands it the worker's app, and `worker_exit`
+stops it and waits for it to commit and leave the group.
+"""
+
+import logging
+import threading
+
+from flask import Flask
+
+from app.cache import order_cache
+from app.ingest.consumer import OrderConsumer
+from app.orders.store import served_form
+
+log = logging.getLogger(__name__)
+
+
+def cache_write_through(orders: list[dict]) -> None:
+    order_cache.put_documents(served_form(order) for order in orders)
+
+
+class ConsumerThread:
+    """A named daemon thread that runs an OrderConsumer once it is given the app."""
+
+    def __init__(self) -> None:
+        self._app_ready = threading.Event()
+        self._stopping = threading.Event()
+        self._app: Flask | None = None
+        self.consumer: OrderConsumer | None = None
+        self.thread = threading.Thread(target=self._run, name="order-consumer", daemon=True)
+
+    def start(self) -> "ConsumerThread":
+        self.thread.start()
+        return self
+
+    def attach(self, app: Flask) -> None:
+        self._app = app
+        self._app_ready.set()
+
+    def _run(self) -> None:
+        self._app_ready.wait()
+        if self._stopping.is_set() or self._app is None:
+            return
+        if not self._app.config["CONSUMER_ENABLED"]:
+            log.info("consumer disabled (CONSUMER_ENABLED=false): this worker only serves reads")
+            return
+        self.consumer = OrderConsumer(self._app, on_stored=cache_write_through)
+        if self._stopping.is_set():
+            return
+        self.consumer.run()
+
+    def shutdown(self, timeout: float) -> bool:
+        """Stop consuming and wait up to `timeout` seconds; True if the thread ended in time."""
+        self._stopping.set()
+        if self.consumer is not None:
+            self.consumer.stop()
+        self._app_ready.set()
+        self.thread.join(timeout)
+        if self.thread.is_alive():
+            log.warning(
+                "consumer did not stop within %.0f s; its uncommitted records will be redelivered",
+                timeout,
+            )
+            return False
+        return True

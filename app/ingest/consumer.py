@@ -1,0 +1,255 @@
+"""The consumer loop: poll a batch, store the valid orders in one transaction, dead-letter the rest,
+and only then commit the batch's offsets. An outage of PostgreSQL or of the dead-letter topic makes
+it wait (keeping its group membership) and retry from the first uncommitted record; nothing is
+skipped and nothing is dead-lettered for it."""
+
+import logging
+import random
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from flask import Flask
+from kafka import KafkaConsumer, TopicPartition
+from kafka.consumer.subscription_state import ConsumerRebalanceListener
+from kafka.errors import CommitFailedError, KafkaError
+from kafka.structs import OffsetAndMetadata
+from sqlalchemy.exc import DataError, IntegrityError, SQLAlchemyError
+
+from app.ingest.dead_letters import KAFKA_API_VERSION, DeadLetterPublisher
+from app.ingest.records import ErrorType, Rejection, decode_order
+from app.orders.store import SaveOutcome, save_orders
+
+log = logging.getLogger(__name__)
+
+Record = Any  # kafka.consumer.fetcher.ConsumerRecord
+
+
+class Outage(Exception):
+    """A dependency (PostgreSQL, the dead-letter topic) failed for a reason that is not the data's."""
+
+
+@dataclass
+class BatchResult:
+    stored: list[dict] = field(default_factory=list)
+    duplicates: list[dict] = field(default_factory=list)
+    dead_letters: list[tuple[Record, Rejection]] = field(default_factory=list)
+
+
+class Backoff:
+    """Capped exponential backoff with full jitter, so that workers don't retry in lockstep."""
+
+    def __init__(self, first_s: float = 0.2, cap_s: float = 10.0) -> None:
+        self.first_s, self.cap_s, self.attempt = first_s, cap_s, 0
+
+    def next_delay(self) -> float:
+        ceiling = min(self.cap_s, self.first_s * 2**self.attempt)
+        self.attempt += 1
+        return random.uniform(ceiling / 2, ceiling)
+
+    def reset(self) -> None:
+        self.attempt = 0
+
+
+def store_valid_orders(orders: Sequence[tuple[Record, dict]]) -> BatchResult:
+    """Save the orders in one transaction; if PostgreSQL refuses the data itself (not an outage),
+    split the batch to find the records it refuses, dead-letter those and store the rest."""
+    result = BatchResult()
+    if not orders:
+        return result
+    try:
+        outcomes = save_orders([order for _, order in orders])
+    except (DataError, IntegrityError) as exc:
+        if len(orders) == 1:
+            record, _ = orders[0]
+            message = str(exc.orig).strip() if exc.orig else str(exc)
+            rejection = Rejection(ErrorType.INVALID_ORDER, {"errors": {"": [message]}})
+            result.dead_letters.append((record, rejection))
+            return result
+        middle = len(orders) // 2
+        for half in (orders[:middle], orders[middle:]):
+            part = store_valid_orders(half)
+            result.stored += part.stored
+            result.duplicates += part.duplicates
+            result.dead_letters += part.dead_letters
+        return result
+    except SQLAlchemyError as exc:
+        raise Outage(f"PostgreSQL: {exc.__class__.__name__}: {str(exc).splitlines()[0]}") from exc
+    for (record, order), outcome in zip(orders, outcomes, strict=False):
+        if outcome is SaveOutcome.STORED:
+            result.stored.append(order)
+        elif outcome is SaveOutcome.DUPLICATE:
+            result.duplicates.append(order)
+        else:
+            detail = {"message": f"order {order['order_uid']} is already stored with different content"}
+            result.dead_letters.append((record, Rejection(ErrorType.CONFLICT, detail)))
+    return result
+
+
+class _RevocationLog(ConsumerRebalanceListener):
+    def __init__(self, consumer: "OrderConsumer") -> None:
+        self._owner = consumer
+
+    def on_partitions_revoked(self, revoked):
+        # Batches are processed between polls, and this runs inside poll(): no batch is in flight,
+        # everything handled so far is committed, and the rest will go to the new owner.
+        log.info("partitions revoked: %s", sorted(f"{tp.topic}-{tp.partition}" for tp in revoked))
+
+    def on_partitions_assigned(self, assigned):
+        self._owner.joined.set()
+        log.info("partitions assigned: %s", sorted(f"{tp.topic}-{tp.partition}" for tp in assigned))
+
+
+class OrderConsumer:
+    """Owns one KafkaConsumer on one thread. Stop it with `stop()` from any thread."""
+
+    def __init__(self, app: Flask, on_stored: Callable[[list[dict]], None] | None = None) -> None:
+        self.app = app
+        self.config = app.config
+        self.on_stored = on_stored
+        self.stop_event = threading.Event()
+        self.joined = threading.Event()
+        self._consumer: KafkaConsumer | None = None
+        self._publisher: DeadLetterPublisher | None = None
+        self._backoff = Backoff(cap_s=self.config["CONSUMER_MAX_BACKOFF_S"])
+        # Public for /readyz and the tests: when the current outage began, and retries since.
+        self.waiting_since: float | None = None
+        self.retries = 0
+
+    def stop(self) -> None:
+        self.stop_event.set()
+
+    def run(self) -> None:
+        """Connect (waiting for Kafka if it is down), then consume until stopped."""
+        try:
+            if self._connect():
+                self._consume()
+        except Exception:
+            log.exception("the consumer stopped on an unexpected error")
+            raise
+        finally:
+            self._close()
+
+    def _connect(self) -> bool:
+        while not self.stop_event.is_set():
+            try:
+                self._consumer = self._new_consumer()
+                self._publisher = DeadLetterPublisher(
+                    self.config["KAFKA_BOOTSTRAP_SERVERS"], self.config["KAFKA_DLQ_TOPIC"]
+                )
+                self._end_outage()
+                return True
+            except KafkaError as exc:
+                self._close()
+                self._start_outage(f"Kafka at {self.config['KAFKA_BOOTSTRAP_SERVERS']}: {exc}")
+                self.stop_event.wait(self._backoff.next_delay())
+        return False
+
+    def _new_consumer(self) -> KafkaConsumer:
+        consumer = KafkaConsumer(
+            bootstrap_servers=self.config["KAFKA_BOOTSTRAP_SERVERS"],
+            group_id=self.config["KAFKA_GROUP_ID"],
+            api_version=KAFKA_API_VERSION,
+            enable_auto_commit=False,
+            # A new group starts from the beginning: orders already in the topic are not skipped.
+            auto_offset_reset="earliest",
+            max_poll_records=self.config["CONSUMER_BATCH_SIZE"],
+            client_id=f"order-service-{threading.get_native_id()}",
+        )
+        consumer.subscribe([self.config["KAFKA_TOPIC"]], listener=_RevocationLog(self))
+        return consumer
+
+    def _consume(self) -> None:
+        consumer = self._consumer
+        assert consumer is not None
+        while not self.stop_event.is_set():
+            batch = consumer.poll(
+                timeout_ms=self.config["CONSUMER_BATCH_WAIT_MS"],
+                max_records=self.config["CONSUMER_BATCH_SIZE"],
+            )
+            if not batch:
+                continue
+            try:
+                self.process(batch)
+                self._end_outage()
+            except Outage as exc:
+                self._start_outage(str(exc))
+                self._wait_out(batch)
+
+    def process(self, batch: dict[TopicPartition, list[Record]]) -> BatchResult:
+        """Handle one polled batch end to end; raise Outage (having committed nothing) to retry."""
+        records = [record for partition_records in batch.values() for record in partition_records]
+        valid: list[tuple[Record, dict]] = []
+        rejected: list[tuple[Record, Rejection]] = []
+        for record in records:
+            decoded = decode_order(record.value)
+            if isinstance(decoded, Rejection):
+                rejected.append((record, decoded))
+            else:
+                valid.append((record, decoded))
+        with self.app.app_context():
+            result = store_valid_orders(valid)
+        result.dead_letters = rejected + result.dead_letters
+        if result.dead_letters:
+            try:
+                self._publisher.publish(result.dead_letters)
+            except KafkaError as exc:
+                raise Outage(f"dead-letter topic {self.config['KAFKA_DLQ_TOPIC']}: {exc!r}") from exc
+        self._commit(batch)
+        if self.on_stored:
+            # Duplicates too: a retried batch finds its own orders stored by the failed attempt.
+            self.on_stored(result.stored + result.duplicates)
+        log.debug("batch: %d records, %d stored, %d duplicates, %d dead-lettered",
+                  len(records), len(result.stored), len(result.duplicates), len(result.dead_letters))
+        return result
+
+    def _commit(self, batch: dict[TopicPartition, list[Record]]) -> None:
+        offsets = {tp: OffsetAndMetadata(records[-1].offset + 1, "") for tp, records in batch.items()}
+        try:
+            self._consumer.commit(offsets)
+        except CommitFailedError as exc:
+            # The group rebalanced while we worked: the new owner redelivers these records, and
+            # storing them again is a no-op (duplicates), so nothing is lost or doubled.
+            log.warning("offsets not committed after a rebalance; the new owner will redeliver: %s", exc)
+
+    def _wait_out(self, batch: dict[TopicPartition, list[Record]]) -> None:
+        """Rewind to the batch's first records and wait, polling paused partitions so that the
+        group keeps us, then resume: the next poll redelivers the same records."""
+        consumer = self._consumer
+        assigned = consumer.assignment()
+        for tp, records in batch.items():
+            if tp in assigned:
+                consumer.seek(tp, records[0].offset)
+        consumer.pause(*assigned)
+        deadline = time.monotonic() + self._backoff.next_delay()
+        while not self.stop_event.is_set() and time.monotonic() < deadline:
+            consumer.poll(timeout_ms=max(1, int((deadline - time.monotonic()) * 1000)))
+        consumer.resume(*consumer.paused())
+
+    def _start_outage(self, reason: str) -> None:
+        self.retries += 1
+        if self.waiting_since is None:
+            self.waiting_since = time.monotonic()
+            log.error("consumer waiting: %s; retrying with backoff until it is back", reason)
+
+    def _end_outage(self) -> None:
+        self._backoff.reset()
+        self.retries = 0
+        if self.waiting_since is not None:
+            log.warning("consumer resumed after %.1f s of outage", time.monotonic() - self.waiting_since)
+            self.waiting_since = None
+
+    def _close(self) -> None:
+        # Everything handled is committed already; close without auto-commit, leaving the group
+        # at once so that its partitions move to the other members without waiting for a timeout.
+        if self._consumer is not None:
+            try:
+                self._consumer.close(autocommit=False)
+            except Exception:
+                log.exception("closing the Kafka consumer failed")
+            self._consumer = None
+        if self._publisher is not None:
+            self._publisher.close()
+            self._publisher = None

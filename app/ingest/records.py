@@ -1,0 +1,45 @@
+"""Turning one Kafka record into an order, or into the reason it goes to the dead-letter topic."""
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from app.validation import MAX_RECORD_BYTES, validate_order
+
+
+class ErrorType:
+    INVALID_JSON = "invalid_json"
+    INVALID_ORDER = "invalid_order"
+    CONFLICT = "conflict"
+    TOO_LARGE = "too_large"
+
+
+@dataclass(frozen=True, slots=True)
+class Rejection:
+    """Why a record is dead-lettered: `detail` becomes the dlq.error.detail header (as JSON)."""
+
+    error_type: str
+    detail: dict[str, Any]
+
+
+def decode_order(value: bytes | None) -> dict[str, Any] | Rejection:
+    """Decode and validate a record's value: the order, or the Rejection to dead-letter."""
+    if value is None:
+        return Rejection(ErrorType.INVALID_JSON, {"message": "the record has no value (a tombstone)"})
+    if len(value) > MAX_RECORD_BYTES:
+        return Rejection(
+            ErrorType.TOO_LARGE,
+            {"message": f"the value is {len(value)} bytes; the limit is {MAX_RECORD_BYTES}"},
+        )
+    try:
+        document = json.loads(value.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        return Rejection(ErrorType.INVALID_JSON, {"message": f"not UTF-8: {exc}"})
+    except RecursionError:
+        return Rejection(ErrorType.INVALID_JSON, {"message": "JSON nested too deeply to decode"})
+    except ValueError as exc:  # JSONDecodeError, and integers with too many digits
+        return Rejection(ErrorType.INVALID_JSON, {"message": f"not valid JSON: {exc}"})
+    errors = validate_order(document)
+    if errors:
+        return Rejection(ErrorType.INVALID_ORDER, {"errors": errors})
+    return document

@@ -1,0 +1,109 @@
+"""Small helpers the tests use to drive and inspect the real Kafka."""
+
+import time
+import uuid
+from dataclasses import dataclass
+
+from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
+from kafka.admin import NewTopic
+
+from app.ingest.dead_letters import KAFKA_API_VERSION
+
+
+@dataclass(frozen=True)
+class TestTopics:
+    bootstrap: str
+    orders: str
+    dlq: str
+    group: str
+    partitions: int
+
+
+def admin(bootstrap: str) -> KafkaAdminClient:
+    return KafkaAdminClient(bootstrap_servers=bootstrap, api_version=KAFKA_API_VERSION)
+
+
+def create_topics(bootstrap: str, partitions: int = 6) -> TestTopics:
+    suffix = uuid.uuid4().hex[:10]
+    topics = TestTopics(bootstrap, f"test-orders-{suffix}", f"test-orders-dlq-{suffix}",
+                        f"test-group-{suffix}", partitions)
+    client = admin(bootstrap)
+    try:
+        config = {"max.message.bytes": str(2 * 1024 * 1024)}
+        client.create_topics([
+            NewTopic(topics.orders, partitions, 1, topic_configs=config),
+            NewTopic(topics.dlq, 1, 1, topic_configs=config),
+        ])
+    finally:
+        client.close()
+    return topics
+
+
+def delete_topics(topics: TestTopics) -> None:
+    client = admin(topics.bootstrap)
+    try:
+        client.delete_topics([topics.orders, topics.dlq])
+    finally:
+        client.close()
+
+
+def produce(bootstrap: str, topic: str, records: list[tuple[bytes | None, bytes | None]]) -> None:
+    producer = KafkaProducer(bootstrap_servers=bootstrap, api_version=KAFKA_API_VERSION, acks="all",
+                             max_request_size=3 * 1024 * 1024)
+    try:
+        for key, value in records:
+            producer.send(topic, key=key, value=value)
+        producer.flush(timeout=30)
+    finally:
+        producer.close()
+
+
+def end_offsets(bootstrap: str, topic: str) -> dict[TopicPartition, int]:
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, api_version=KAFKA_API_VERSION)
+    try:
+        partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
+        return consumer.end_offsets(partitions)
+    finally:
+        consumer.close()
+
+
+def read_all(bootstrap: str, topic: str, timeout_s: float = 30) -> list:
+    """Every record of `topic` from the beginning up to its current end."""
+    ends = {tp: end for tp, end in end_offsets(bootstrap, topic).items() if end > 0}
+    if not ends:
+        return []
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, api_version=KAFKA_API_VERSION,
+                             enable_auto_commit=False, max_partition_fetch_bytes=3 * 1024 * 1024)
+    records = []
+    try:
+        consumer.assign(list(ends))
+        consumer.seek_to_beginning()
+        deadline = time.monotonic() + timeout_s
+        while any(consumer.position(tp) < end for tp, end in ends.items()):
+            assert time.monotonic() < deadline, f"could not read {topic} to its end in {timeout_s} s"
+            for batch in consumer.poll(timeout_ms=500).values():
+                records.extend(batch)
+    finally:
+        consumer.close()
+    return records
+
+
+def committed_offsets(bootstrap: str, group: str, topic: str) -> dict[TopicPartition, int]:
+    client = admin(bootstrap)
+    try:
+        offsets = client.list_consumer_group_offsets(group)
+    finally:
+        client.close()
+    return {tp: meta.offset for tp, meta in offsets.items() if tp.topic == topic}
+
+
+def wait_until(condition, timeout_s: float, message: str, interval_s: float = 0.1):
+    """Poll `condition` until it returns something truthy; fail with `message` at the deadline."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        result = condition()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout_s} s: {message}")
+        time.sleep(interval_s)

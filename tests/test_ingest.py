@@ -1,0 +1,223 @@
+"""The consumer against the real Kafka and PostgreSQL, run in-process on a thread of the test."""
+
+import json
+import random
+import threading
+from collections import Counter
+
+import pytest
+from flask import Flask
+from sqlalchemy import func, select
+
+from app import create_app
+from app.extensions import db
+from app.ingest.consumer import OrderConsumer, store_valid_orders
+from app.orders.models import orders_table
+from app.orders.store import get_order, served_form
+from app.seed.generator import OrderFactory, encode
+from config import TestConfig
+from tests.kafka_tools import committed_offsets, end_offsets, produce, read_all, wait_until
+
+
+@pytest.fixture
+def ingest_app(database_url, topics, empty_db) -> Flask:
+    return create_app(TestConfig, {
+        "SQLALCHEMY_DATABASE_URI": database_url,
+        "KAFKA_BOOTSTRAP_SERVERS": topics.bootstrap,
+        "KAFKA_TOPIC": topics.orders,
+        "KAFKA_DLQ_TOPIC": topics.dlq,
+        "KAFKA_GROUP_ID": topics.group,
+        "CONSUMER_BATCH_WAIT_MS": 100,
+        "CONSUMER_MAX_BACKOFF_S": 1,
+    })
+
+
+class RunningConsumer:
+    def __init__(self, app: Flask) -> None:
+        self.cached: list[dict] = []
+        self.consumer = OrderConsumer(app, on_stored=self.cached.extend)
+        self.thread = threading.Thread(target=self.consumer.run, name="test-consumer")
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.consumer.stop()
+        self.thread.join(timeout=30)
+        assert not self.thread.is_alive(), "the consumer did not stop within 30 s"
+
+
+@pytest.fixture
+def run_consumer(ingest_app):
+    started: list[RunningConsumer] = []
+
+    def start() -> RunningConsumer:
+        started.append(RunningConsumer(ingest_app))
+        return started[-1]
+
+    yield start
+    for running in started:
+        running.stop()
+
+
+def all_committed(topics) -> bool:
+    ends = end_offsets(topics.bootstrap, topics.orders)
+    committed = committed_offsets(topics.bootstrap, topics.group, topics.orders)
+    return all(committed.get(tp, 0) == end for tp, end in ends.items())
+
+
+def stored_uids(app: Flask) -> list[str]:
+    with app.app_context():
+        return list(db.session.scalars(select(orders_table.c.order_uid)))
+
+
+def headers_of(record) -> dict[str, str]:
+    return {name: value.decode() for name, value in record.headers}
+
+
+def test_seeded_orders_become_readable(ingest_app, topics, run_consumer):
+    orders = list(OrderFactory(seed=7).orders(300))
+    produce(topics.bootstrap, topics.orders, [(o["order_uid"].encode(), encode(o)) for o in orders])
+    running = run_consumer()
+    wait_until(lambda: all_committed(topics), 60, "the consumer committed the whole topic")
+    with ingest_app.app_context():
+        for order in orders:
+            assert get_order(order["order_uid"]) == served_form(order)
+    assert {o["order_uid"] for o in running.cached} == {o["order_uid"] for o in orders}
+    assert read_all(topics.bootstrap, topics.dlq) == []
+
+
+def test_a_mixed_stream_ends_each_record_in_exactly_one_place(ingest_app, topics, run_consumer):
+    rng = random.Random(42)
+    valid = list(OrderFactory(seed=42).orders(120))
+    conflicting = json.loads(encode(valid[3]))
+    conflicting["payment"]["amount"] += 100
+    nested = b'{"order_uid":' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+    with_nul = json.loads(encode(valid[0]))
+    with_nul["order_uid"] = "nul-order"
+    with_nul["delivery"]["city"] = "Kiryat\u0000Mozkin"
+    missing_field = json.loads(encode(valid[1]))
+    missing_field["order_uid"] = "missing-field"
+    del missing_field["payment"]["bank"]
+    huge = json.loads(encode(valid[2]))
+    huge["order_uid"] = "huge"
+    huge["internal_signature"] = "x" * (1024 * 1024)
+    bad = [
+        (b"broken", b'{"order_uid": "broken", ', "invalid_json", None),
+        (b"latin1", "{\"order_uid\": \"caf\u00e9\"}".encode("latin-1"), "invalid_json", None),
+        (b"nested", nested, "invalid_json", None),
+        (b"list", b"[1, 2, 3]", "invalid_order", ""),
+        (b"nul-order", json.dumps(with_nul).encode(), "invalid_order", "delivery.city"),
+        (b"missing-field", json.dumps(missing_field).encode(), "invalid_order", "payment.bank"),
+        (b"huge", json.dumps(huge).encode(), "too_large", None),
+        (conflicting["order_uid"].encode(), json.dumps(conflicting).encode(), "conflict", None),
+    ]
+    records = [(o["order_uid"].encode(), encode(o)) for o in valid]
+    duplicates = [records[i] for i in rng.sample(range(len(records)), 15)]
+    # Order matters only per key: the conflict comes after its original (same key, same partition).
+    stream = records + duplicates + [(key, value) for key, value, _, _ in bad]
+    produce(topics.bootstrap, topics.orders, stream)
+
+    run_consumer()
+    wait_until(lambda: all_committed(topics), 90, "the consumer committed the whole topic")
+
+    assert sorted(stored_uids(ingest_app)) == sorted(o["order_uid"] for o in valid)
+    with ingest_app.app_context():
+        assert get_order(valid[3]["order_uid"]) == served_form(valid[3])
+    dead = read_all(topics.bootstrap, topics.dlq)
+    assert len(dead) == len(bad)
+    by_key = {record.key: record for record in dead}
+    source_offsets = set()
+    for key, value, error_type, field in bad:
+        record = by_key[key]
+        headers = headers_of(record)
+        assert record.value == value, key
+        assert headers["dlq.error.type"] == error_type, key
+        assert headers["dlq.source.topic"] == topics.orders
+        assert 0 <= int(headers["dlq.source.partition"]) < topics.partitions
+        source_offsets.add((headers["dlq.source.partition"], headers["dlq.source.offset"]))
+        detail = json.loads(headers["dlq.error.detail"])
+        if field is not None:
+            assert field in detail["errors"], detail
+    assert len(source_offsets) == len(bad)
+
+
+def test_a_record_the_database_refuses_is_isolated_and_the_rest_stored(ingest_app):
+    orders = list(OrderFactory(seed=9).orders(40))
+    refused = json.loads(encode(orders[17]))
+    refused["items"][0]["sale"] = 250  # past validation on purpose: only the CHECK constraint catches it
+    batch = [(f"record-{i}", order) for i, order in enumerate(orders[:17] + [refused] + orders[18:])]
+    with ingest_app.app_context():
+        result = store_valid_orders(batch)
+    assert [record for record, _ in result.dead_letters] == ["record-17"]
+    assert result.dead_letters[0][1].error_type == "invalid_order"
+    assert len(result.stored) == 39
+    assert sorted(stored_uids(ingest_app)) == sorted(o["order_uid"] for i, o in enumerate(orders) if i != 17)
+
+
+def test_a_postgresql_outage_makes_it_wait_not_skip(ingest_app, topics, run_consumer, database_url):
+    orders = list(OrderFactory(seed=13).orders(400))
+    keyed = [(o["order_uid"].encode(), encode(o)) for o in orders]
+    produce(topics.bootstrap, topics.orders, keyed[:100])
+    running = run_consumer()
+    wait_until(lambda: len(stored_uids(ingest_app)) == 100, 60, "the first 100 orders were stored")
+
+    with database_outage(database_url):
+        produce(topics.bootstrap, topics.orders, keyed[100:])
+        # Several failed attempts (a few seconds with backoff) before the database comes back.
+        wait_until(lambda: running.consumer.retries >= 4, 30, "the consumer retried during the outage")
+        committed = committed_offsets(topics.bootstrap, topics.group, topics.orders)
+        assert sum(committed.values()) == 100, "nothing may be committed while the data isn't stored"
+    wait_until(lambda: all_committed(topics), 90, "the consumer caught up after the outage")
+
+    assert sorted(stored_uids(ingest_app)) == sorted(o["order_uid"] for o in orders)
+    assert read_all(topics.bootstrap, topics.dlq) == []
+
+
+class database_outage:
+    """Makes the test database refuse every connection, then lets it back in (a real outage as
+    the service sees it: connections drop and new ones are refused)."""
+
+    def __init__(self, database_url: str) -> None:
+        from sqlalchemy.engine import make_url
+
+        from tests.conftest import _admin_dsn
+
+        self.name = make_url(database_url).database
+        self.dsn = _admin_dsn(database_url, "postgres")
+
+    def _run(self, *statements: str) -> None:
+        import psycopg2
+
+        connection = psycopg2.connect(self.dsn)
+        connection.autocommit = True
+        with connection.cursor() as cursor:
+            for statement in statements:
+                cursor.execute(statement, (self.name,))
+        connection.close()
+
+    def __enter__(self):
+        self._run(
+            f'ALTER DATABASE "{self.name}" ALLOW_CONNECTIONS false',
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s",
+        )
+        return self
+
+    def __exit__(self, *exc):
+        self._run(f'ALTER DATABASE "{self.name}" ALLOW_CONNECTIONS true')
+
+
+def test_counts_stay_exact_under_redelivery(ingest_app, topics, run_consumer):
+    """Two consumers in one group, the second joining mid-stream: a rebalance moves partitions,
+    and every order is still stored exactly once."""
+    orders = list(OrderFactory(seed=21).orders(1500))
+    keyed = [(o["order_uid"].encode(), encode(o)) for o in orders]
+    produce(topics.bootstrap, topics.orders, keyed[:750])
+    run_consumer()
+    wait_until(lambda: len(stored_uids(ingest_app)) > 0, 60, "the first consumer started storing")
+    run_consumer()
+    produce(topics.bootstrap, topics.orders, keyed[750:])
+    wait_until(lambda: all_committed(topics), 120, "both consumers committed the whole topic")
+    uids = stored_uids(ingest_app)
+    assert Counter(uids).most_common(1)[0][1] == 1
+    assert sorted(uids) == sorted(o["order_uid"] for o in orders)
+    with ingest_app.app_context():
+        assert db.session.scalar(select(func.count()).select_from(orders_table)) == 1500
