@@ -30,7 +30,7 @@ infra-down: ## stop the PostgreSQL and Kafka that `make infra` started
 	@bash scripts/infra.sh down
 
 infra-status: ## what runs where
-	@bash scripts/infra.sh status
+	@bash scripts/infra.sh status || true
 
 migrate: infra ## flask db upgrade on DATABASE_URL
 	@$(BIN)/flask db upgrade

@@ -19,8 +19,10 @@ accesslog = os.environ.get("GUNICORN_ACCESS_LOG") or None
 preload_app = False
 
 # The consumer gets this long to finish its batch, commit and leave the group; well inside
-# graceful_timeout, after which the master kills the worker.
-CONSUMER_STOP_TIMEOUT = max(1.0, graceful_timeout * 0.5)
+# graceful_timeout, after which the master kills the worker. It needs it only when Kafka is away
+# (the client then blocks inside poll or commit); abandoning it then loses nothing, as whatever it
+# had not committed is redelivered and stored once.
+CONSUMER_STOP_TIMEOUT = max(1.0, min(10.0, graceful_timeout / 3))
 
 
 def post_fork(server, worker):

@@ -1,10 +1,10 @@
 """order-service: orders from Kafka, stored in PostgreSQL, served over HTTP."""
 
-import logging
 from typing import Any
 
 from flask import Flask
 
+from app.logs import configure_logging
 from config import Config
 
 
@@ -14,7 +14,7 @@ def create_app(config_class: type = Config, overrides: dict[str, Any] | None = N
     app = Flask(__name__)
     app.config.from_object(config_class)
     app.config.update(overrides or {})
-    _configure_logging(app)
+    configure_logging(app)
 
     from app.cache import order_cache
     from app.extensions import db, migrate
@@ -41,13 +41,3 @@ def _migrations_dir() -> str:
     from pathlib import Path
 
     return str(Path(__file__).resolve().parent.parent / "migrations")
-
-
-def _configure_logging(app: Flask) -> None:
-    if not logging.getLogger().handlers:
-        logging.basicConfig(
-            level=app.config.get("LOG_LEVEL", "INFO"),
-            format="%(asctime)s %(levelname)s [%(process)d %(threadName)s] %(name)s: %(message)s",
-        )
-    # kafka-python logs every connection at INFO; its warnings and errors are what matter.
-    logging.getLogger("kafka").setLevel(logging.WARNING)

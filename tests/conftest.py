@@ -85,7 +85,7 @@ def example_order() -> dict[str, Any]:
 def kafka_bootstrap() -> str:
     from kafka.errors import NoBrokersAvailable
 
-    from tests.kafka_tools import admin
+    from tests.helpers import admin
 
     bootstrap = Config.KAFKA_BOOTSTRAP_SERVERS
     try:
@@ -98,8 +98,24 @@ def kafka_bootstrap() -> str:
 @pytest.fixture
 def topics(kafka_bootstrap: str):
     """An orders topic (6 partitions), a dead-letter topic and a group name, all new."""
-    from tests.kafka_tools import create_topics, delete_topics
+    from tests.helpers import create_topics, delete_topics
 
     created = create_topics(kafka_bootstrap)
     yield created
     delete_topics(created)
+
+
+@pytest.fixture
+def ingest_app(database_url, topics, empty_db) -> Flask:
+    """An app on the test database and this test's own topics and group."""
+    return create_app(TestConfig, {
+        "SQLALCHEMY_DATABASE_URI": database_url,
+        "KAFKA_BOOTSTRAP_SERVERS": topics.bootstrap,
+        "KAFKA_TOPIC": topics.orders,
+        "KAFKA_DLQ_TOPIC": topics.dlq,
+        "KAFKA_GROUP_ID": topics.group,
+        "CONSUMER_BATCH_WAIT_MS": 100,
+        "CONSUMER_MAX_BACKOFF_S": 1,
+    })
+
+

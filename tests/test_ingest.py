@@ -9,27 +9,12 @@ import pytest
 from flask import Flask
 from sqlalchemy import func, select
 
-from app import create_app
 from app.extensions import db
 from app.ingest.consumer import OrderConsumer, store_valid_orders
 from app.orders.models import orders_table
 from app.orders.store import get_order, served_form
 from app.seed.generator import OrderFactory, encode
-from config import TestConfig
-from tests.kafka_tools import committed_offsets, end_offsets, produce, read_all, wait_until
-
-
-@pytest.fixture
-def ingest_app(database_url, topics, empty_db) -> Flask:
-    return create_app(TestConfig, {
-        "SQLALCHEMY_DATABASE_URI": database_url,
-        "KAFKA_BOOTSTRAP_SERVERS": topics.bootstrap,
-        "KAFKA_TOPIC": topics.orders,
-        "KAFKA_DLQ_TOPIC": topics.dlq,
-        "KAFKA_GROUP_ID": topics.group,
-        "CONSUMER_BATCH_WAIT_MS": 100,
-        "CONSUMER_MAX_BACKOFF_S": 1,
-    })
+from tests.helpers import all_committed, committed_offsets, produce, read_all, stored_uids, wait_until
 
 
 class RunningConsumer:
@@ -56,17 +41,6 @@ def run_consumer(ingest_app):
     yield start
     for running in started:
         running.stop()
-
-
-def all_committed(topics) -> bool:
-    ends = end_offsets(topics.bootstrap, topics.orders)
-    committed = committed_offsets(topics.bootstrap, topics.group, topics.orders)
-    return all(committed.get(tp, 0) == end for tp, end in ends.items())
-
-
-def stored_uids(app: Flask) -> list[str]:
-    with app.app_context():
-        return list(db.session.scalars(select(orders_table.c.order_uid)))
 
 
 def headers_of(record) -> dict[str, str]:

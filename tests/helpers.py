@@ -1,13 +1,17 @@
-"""Small helpers the tests use to drive and inspect the real Kafka."""
+"""Helpers the tests use to drive and inspect the real Kafka and PostgreSQL."""
 
 import time
 import uuid
 from dataclasses import dataclass
 
+from flask import Flask
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import NewTopic
+from sqlalchemy import select
 
+from app.extensions import db
 from app.ingest.dead_letters import KAFKA_API_VERSION
+from app.orders.models import orders_table
 
 
 @dataclass(frozen=True)
@@ -107,3 +111,16 @@ def wait_until(condition, timeout_s: float, message: str, interval_s: float = 0.
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout_s} s: {message}")
         time.sleep(interval_s)
+
+
+def all_committed(topics) -> bool:
+    ends = end_offsets(topics.bootstrap, topics.orders)
+    committed = committed_offsets(topics.bootstrap, topics.group, topics.orders)
+    return all(committed.get(tp, 0) == end for tp, end in ends.items())
+
+
+def stored_uids(app: Flask) -> list[str]:
+    with app.app_context():
+        return list(db.session.scalars(select(orders_table.c.order_uid)))
+
+

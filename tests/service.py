@@ -1,0 +1,98 @@
+"""Runs the real service (`gunicorn wsgi:app` with gunicorn.conf.py) as a subprocess for tests."""
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from tests.helpers import wait_until
+
+ROOT = Path(__file__).resolve().parent.parent
+GUNICORN = Path(sys.executable).with_name("gunicorn")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class Service:
+    """One gunicorn master with its workers, configured only through the environment."""
+
+    def __init__(self, env: dict[str, str], log_path: Path) -> None:
+        self.port = free_port()
+        self.log_path = log_path
+        self.env = {**os.environ, "HOST": "127.0.0.1", "PORT": str(self.port), **env}
+        self.process: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, timeout_s: float = 30) -> "Service":
+        log = self.log_path.open("ab")
+        self.process = subprocess.Popen(
+            [str(GUNICORN), "wsgi:app"], cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT
+        )
+        wait_until(lambda: self.get("/healthz")[0] == 200 or self._died(), timeout_s,
+                   f"gunicorn answered /healthz (log: {self.log_path})")
+        assert self.process.poll() is None, f"gunicorn exited; see {self.log_path}"
+        return self
+
+    def _died(self) -> bool:
+        return self.process is not None and self.process.poll() is not None
+
+    def get(self, path: str, headers: dict[str, str] | None = None) -> tuple[int, dict, bytes]:
+        request = urllib.request.Request(self.url + path, headers=headers or {})
+        try:
+            with urllib.request.urlopen(request, timeout=5) as response:
+                return response.status, dict(response.headers), response.read()
+        except urllib.error.HTTPError as exc:
+            return exc.code, dict(exc.headers), exc.read()
+        except OSError:
+            return 0, {}, b""
+
+    def worker_pids(self) -> list[int]:
+        out = subprocess.run(["pgrep", "-P", str(self.process.pid)], capture_output=True, text=True)
+        return [int(pid) for pid in out.stdout.split()]
+
+    def signal(self, signum: int) -> None:
+        self.process.send_signal(signum)
+
+    def wait_exit(self, timeout_s: float) -> int:
+        return self.process.wait(timeout=timeout_s)
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def kill(self) -> None:
+        if self.process and self.process.poll() is None:
+            for pid in self.worker_pids():
+                os.kill(pid, signal.SIGKILL)
+            self.process.kill()
+            self.process.wait(timeout=10)
+
+
+def service_env(database_url: str, topics, **extra: str) -> dict[str, str]:
+    return {
+        "DATABASE_URL": database_url,
+        "KAFKA_BOOTSTRAP_SERVERS": topics.bootstrap,
+        "KAFKA_TOPIC": topics.orders,
+        "KAFKA_DLQ_TOPIC": topics.dlq,
+        "KAFKA_GROUP_ID": topics.group,
+        "WEB_CONCURRENCY": "2",
+        "CONSUMER_BATCH_SIZE": "100",
+        "CONSUMER_BATCH_WAIT_MS": "100",
+        "CACHE_WARMUP": "0",
+        **extra,
+    }
+
+
+def elapsed_since(start: float) -> float:
+    return time.monotonic() - start

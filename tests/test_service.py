@@ -1,0 +1,123 @@
+"""The real service under gunicorn, with consumers in its workers, against the real Kafka and
+PostgreSQL: crashes, graceful stops and several instances in one group lose nothing."""
+
+import json
+import os
+import signal
+import time
+
+import pytest
+
+from app.seed.generator import OrderFactory, encode
+from tests.helpers import all_committed, committed_offsets, produce, read_all, stored_uids, wait_until
+from tests.service import Service, service_env
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def services(tmp_path):
+    started: list[Service] = []
+
+    def start(env: dict[str, str], name: str = "service") -> Service:
+        started.append(Service(env, tmp_path / f"{name}-{len(started)}.log").start())
+        return started[-1]
+
+    yield start
+    for service in started:
+        service.kill()
+
+
+def produce_orders(topics, count: int, seed: int) -> list[dict]:
+    orders = list(OrderFactory(seed=seed).orders(count))
+    produce(topics.bootstrap, topics.orders, [(o["order_uid"].encode(), encode(o)) for o in orders])
+    return orders
+
+
+def test_orders_flow_from_kafka_to_http(ingest_app, topics, database_url, services):
+    orders = produce_orders(topics, 200, seed=31)
+    service = services(service_env(database_url, topics))
+    wait_until(lambda: all_committed(topics), 60, "the service consumed the topic")
+    status, headers, body = service.get(f"/order/{orders[0]['order_uid']}")
+    assert status == 200 and headers["Content-Type"] == "application/json"
+    assert json.loads(body)["payment"] == orders[0]["payment"]
+
+
+def test_a_killed_worker_loses_nothing(ingest_app, topics, database_url, services):
+    orders = produce_orders(topics, 6000, seed=32)
+    service = services(service_env(database_url, topics))
+    wait_until(lambda: 0 < len(stored_uids(ingest_app)) < len(orders), 60, "ingest is under way")
+    victim = service.worker_pids()[0]
+    os.kill(victim, signal.SIGKILL)
+    wait_until(lambda: victim not in service.worker_pids() and len(service.worker_pids()) == 2, 30,
+               "the master replaced the killed worker")
+    wait_until(lambda: all_committed(topics), 120, "the service consumed the whole topic")
+    uids = stored_uids(ingest_app)
+    assert len(uids) == len(set(uids)) == len(orders)
+    assert set(uids) == {o["order_uid"] for o in orders}
+    assert read_all(topics.bootstrap, topics.dlq) == []
+
+
+def test_sigterm_stops_gracefully_and_a_restart_goes_on(ingest_app, topics, database_url, services):
+    orders = produce_orders(topics, 6000, seed=33)
+    env = service_env(database_url, topics, GUNICORN_GRACEFUL_TIMEOUT="20")
+    service = services(env)
+    wait_until(lambda: 0 < len(stored_uids(ingest_app)) < len(orders), 60, "ingest is under way")
+    started = time.monotonic()
+    service.signal(signal.SIGTERM)
+    assert service.wait_exit(timeout_s=20) == 0
+    assert time.monotonic() - started < 20
+    # Everything stored was committed before the workers left: nothing stored-but-uncommitted.
+    stored_at_stop = len(stored_uids(ingest_app))
+    committed = sum(committed_offsets(topics.bootstrap, topics.group, topics.orders).values())
+    assert committed == stored_at_stop
+    assert "consumer did not stop" not in service.log()
+
+    services(env, name="restarted")
+    wait_until(lambda: all_committed(topics), 120, "the restarted service consumed the rest")
+    uids = stored_uids(ingest_app)
+    assert sorted(uids) == sorted(o["order_uid"] for o in orders)
+    assert read_all(topics.bootstrap, topics.dlq) == []
+
+
+def test_sigint_is_a_quick_clean_stop(ingest_app, topics, database_url, services):
+    service = services(service_env(database_url, topics))
+    wait_until(lambda: "partitions assigned" in service.log(), 30, "the consumers joined the group")
+    service.signal(signal.SIGINT)
+    assert service.wait_exit(timeout_s=15) == 0
+
+
+def test_two_instances_split_the_partitions_and_store_everything_once(
+    ingest_app, topics, database_url, services
+):
+    env = service_env(database_url, topics, WEB_CONCURRENCY="1")
+    first = services(env, name="first")
+    second = services(env, name="second")
+    wait_until(lambda: "partitions assigned: ['" in first.log() and "partitions assigned: ['" in second.log()
+               and _assignment_settled(first, second), 60, "both instances own partitions")
+    orders = produce_orders(topics, 3000, seed=34)
+    wait_until(lambda: all_committed(topics), 120, "the two instances consumed the topic")
+    uids = stored_uids(ingest_app)
+    assert len(uids) == len(set(uids)) == len(orders)
+
+
+def _assignment_settled(*services: Service) -> bool:
+    """Both instances' latest assignments are non-empty and together cover all 6 partitions."""
+    owned = []
+    for service in services:
+        lines = [line for line in service.log().splitlines() if "partitions assigned" in line]
+        latest = lines[-1].split("partitions assigned: ")[1] if lines else "[]"
+        owned.append(set(json.loads(latest.replace("'", '"'))))
+    return all(owned) and len(set().union(*owned)) == 6 and not set.intersection(*owned)
+
+
+def test_a_worker_that_boots_while_kafka_is_down_still_serves(ingest_app, topics, database_url, services):
+    env = service_env(database_url, topics, KAFKA_BOOTSTRAP_SERVERS="127.0.0.1:1")
+    service = services(env)
+    wait_until(lambda: service.log().count("Connect attempt to") >= 2, 30,
+               "both workers' consumers tried to reach Kafka")
+    assert service.get("/healthz")[0] == 200
+    assert service.get("/order/unknown-id")[0] == 404
+    assert len(service.worker_pids()) == 2
+    service.signal(signal.SIGTERM)
+    assert service.wait_exit(timeout_s=30) == 0
