@@ -1,38 +1,18 @@
-import re
+from flask import Response, jsonify, request
 
-from flask import Response, request
-
-from app.cache import CachedOrder, order_cache
 from app.errors import json_error
 from app.orders import bp
-from app.orders.store import get_order
-from app.validation.schema import ORDER_UID_PATTERN
+from app.orders.lookup import ORDER_UID_RULE, find_order, is_valid_order_uid
+from app.orders.store import recent_orders
 
-_ORDER_UID = re.compile(ORDER_UID_PATTERN)
 # Orders never change, so a client or proxy may keep one for a year without asking again.
 IMMUTABLE = "public, max-age=31536000, immutable"
 
 
-def find_order(order_uid: str) -> tuple[CachedOrder | None, str]:
-    """The order ready to send (None if unknown), and where it came from: "cache" or "database"."""
-    cached = order_cache.lookup(order_uid)
-    if cached is False:
-        return None, "cache"
-    if cached is not None:
-        return cached, "cache"
-    document = get_order(order_uid)
-    if document is None:
-        order_cache.remember_missing(order_uid)
-        return None, "database"
-    return order_cache.put_document(document), "database"
-
-
 @bp.get("/order/<path:order_uid>")
 def order_json(order_uid: str):
-    if not _ORDER_UID.fullmatch(order_uid):
-        return json_error(
-            400, "invalid_order_uid", "an order_uid is 1 to 64 characters of A-Z a-z 0-9 _ -"
-        )
+    if not is_valid_order_uid(order_uid):
+        return json_error(400, "invalid_order_uid", ORDER_UID_RULE)
     order, source = find_order(order_uid)
     if order is None:
         response = json_error(404, "order_not_found", f"no order with order_uid {order_uid!r}")
@@ -44,4 +24,22 @@ def order_json(order_uid: str):
         response.headers["ETag"] = order.etag
         response.headers["Cache-Control"] = IMMUTABLE
     response.headers["X-Order-Source"] = source
+    return response
+
+
+MAX_PAGE = 100
+
+
+@bp.get("/orders")
+def recent_orders_json():
+    """The most recent orders, newest first, as summaries; `before` is the previous page's cursor."""
+    raw_limit = request.args.get("limit", "20")
+    if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= MAX_PAGE:
+        return json_error(400, "invalid_limit", f"limit must be a whole number from 1 to {MAX_PAGE}")
+    try:
+        page = recent_orders(int(raw_limit), request.args.get("before"))
+    except ValueError:
+        return json_error(400, "invalid_cursor", "before must be a next_cursor from an earlier page")
+    response = jsonify(orders=page.orders, next_cursor=page.next_cursor)
+    response.headers["Cache-Control"] = "no-cache"
     return response

@@ -1,5 +1,7 @@
 """The one place that stores and reads orders. Route, consumer and CLI all go through here."""
 
+import base64
+import binascii
 import hashlib
 import json
 from collections.abc import Sequence
@@ -8,7 +10,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import insert, select
+from sqlalchemy import Select, func, insert, select, tuple_
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from app.extensions import db
@@ -132,15 +134,33 @@ def _outcomes(
 
 def get_order(order_uid: str) -> dict[str, Any] | None:
     """The stored order as it came in (date_created in the served UTC form), or None."""
-    row = db.session.execute(
-        select(orders_table).where(orders_table.c.order_uid == order_uid)
-    ).mappings().first()
-    if row is None:
-        return None
+    documents = _documents(select(orders_table).where(orders_table.c.order_uid == order_uid))
+    return documents[0] if documents else None
+
+
+def latest_orders(limit: int) -> list[dict[str, Any]]:
+    """Full documents of the `limit` most recent orders, newest first (to warm the cache)."""
+    return _documents(
+        select(orders_table)
+        .order_by(orders_table.c.date_created.desc(), orders_table.c.id.desc())
+        .limit(limit)
+    )
+
+
+def _documents(order_query: Select) -> list[dict[str, Any]]:
+    """Run a query on `orders` and assemble the documents with their items (two queries)."""
+    rows = db.session.execute(order_query).mappings().all()
+    if not rows:
+        return []
+    items_by_order: dict[int, list[Any]] = {row["id"]: [] for row in rows}
     items = db.session.execute(
-        select(items_table).where(items_table.c.order_id == row["id"]).order_by(items_table.c.position)
+        select(items_table)
+        .where(items_table.c.order_id.in_(list(items_by_order)))
+        .order_by(items_table.c.order_id, items_table.c.position)
     ).mappings()
-    return _to_document(row, list(items))
+    for item in items:
+        items_by_order[item["order_id"]].append(item)
+    return [_to_document(row, items_by_order[row["id"]]) for row in rows]
 
 
 def _to_document(row: Any, items: list[Any]) -> dict[str, Any]:
@@ -155,3 +175,71 @@ def _to_document(row: Any, items: list[Any]) -> dict[str, Any]:
         else:
             document[name] = row[name]
     return document
+
+
+@dataclass(frozen=True, slots=True)
+class RecentPage:
+    orders: list[dict[str, Any]]
+    next_cursor: str | None
+
+
+def encode_cursor(date_created: datetime, order_id: int) -> str:
+    raw = f"{date_created.astimezone(UTC).isoformat()}|{order_id}".encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, int]:
+    """Raises ValueError for anything that encode_cursor did not make."""
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        moment, order_id = raw.split("|")
+        parsed = datetime.fromisoformat(moment)
+        if parsed.tzinfo is None:
+            raise ValueError("naive date")
+        return parsed, int(order_id)
+    except (ValueError, UnicodeDecodeError, binascii.Error) as exc:
+        raise ValueError(f"malformed cursor: {exc}") from None
+
+
+def recent_orders(limit: int, before: str | None = None) -> RecentPage:
+    """The most recent orders (by date_created, newest first) as summaries, `limit` per page."""
+    item_count = (
+        select(func.count())
+        .where(items_table.c.order_id == orders_table.c.id)
+        .scalar_subquery()
+        .label("item_count")
+    )
+    statement = (
+        select(
+            orders_table.c.id,
+            orders_table.c.order_uid,
+            orders_table.c.date_created,
+            orders_table.c.customer_id,
+            orders_table.c.payment_amount,
+            orders_table.c.payment_currency,
+            orders_table.c.delivery_city,
+            item_count,
+        )
+        .order_by(orders_table.c.date_created.desc(), orders_table.c.id.desc())
+        .limit(limit + 1)
+    )
+    if before is not None:
+        moment, order_id = decode_cursor(before)
+        statement = statement.where(
+            tuple_(orders_table.c.date_created, orders_table.c.id) < tuple_(moment, order_id)
+        )
+    rows = db.session.execute(statement).all()
+    page = [
+        {
+            "order_uid": row.order_uid,
+            "date_created": format_utc(row.date_created),
+            "customer_id": row.customer_id,
+            "amount": row.payment_amount,
+            "currency": row.payment_currency,
+            "item_count": row.item_count,
+            "delivery_city": row.delivery_city,
+        }
+        for row in rows[:limit]
+    ]
+    last = rows[limit - 1] if len(rows) > limit else None
+    return RecentPage(page, encode_cursor(last.date_created, last.id) if last else None)

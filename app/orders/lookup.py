@@ -1,0 +1,29 @@
+"""Finding an order for a reader: the cache first, PostgreSQL on a miss (which fills the cache)."""
+
+import re
+
+from app.cache import CachedOrder, order_cache
+from app.orders.store import get_order
+from app.validation.schema import ORDER_UID_PATTERN
+
+_ORDER_UID = re.compile(ORDER_UID_PATTERN)
+ORDER_UID_RULE = "an order_uid is 1 to 64 characters of A-Z a-z 0-9 _ -"
+
+
+def is_valid_order_uid(order_uid: str) -> bool:
+    return _ORDER_UID.fullmatch(order_uid) is not None
+
+
+def find_order(order_uid: str) -> tuple[CachedOrder | None, str]:
+    """The order ready to send (None if unknown), and where the answer came from:
+    "cache" or "database". A recently missed id is answered from the cache as unknown."""
+    cached = order_cache.lookup(order_uid)
+    if cached is False:
+        return None, "cache"
+    if cached is not None:
+        return cached, "cache"
+    document = get_order(order_uid)
+    if document is None:
+        order_cache.remember_missing(order_uid)
+        return None, "database"
+    return order_cache.put_document(document), "database"
