@@ -2,10 +2,18 @@
 consumer thread in every worker. Every setting can be overridden from the environment."""
 
 import os
+import shutil
+import tempfile
 
 from dotenv import load_dotenv
 
 load_dotenv()
+
+# prometheus-client's multiprocess mode: every worker writes its metrics here and /metrics adds
+# them up. Set before any worker imports prometheus_client; emptied at each start.
+os.environ.setdefault(
+    "PROMETHEUS_MULTIPROC_DIR", os.path.join(tempfile.gettempdir(), f"order-service-metrics-{os.getpid()}")
+)
 
 bind = f"{os.environ.get('HOST', '0.0.0.0')}:{os.environ.get('PORT', '8080')}"
 workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
@@ -25,6 +33,22 @@ preload_app = False
 CONSUMER_STOP_TIMEOUT = max(1.0, min(10.0, graceful_timeout / 3))
 
 
+def on_starting(server):
+    metrics_dir = os.environ["PROMETHEUS_MULTIPROC_DIR"]
+    shutil.rmtree(metrics_dir, ignore_errors=True)
+    os.makedirs(metrics_dir, exist_ok=True)
+
+
+def on_exit(server):
+    shutil.rmtree(os.environ["PROMETHEUS_MULTIPROC_DIR"], ignore_errors=True)
+
+
+def child_exit(server, worker):
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)
+
+
 def post_fork(server, worker):
     from app.ingest import ConsumerThread
 
@@ -32,7 +56,10 @@ def post_fork(server, worker):
 
 
 def post_worker_init(worker):
+    from app.cache.warmup import start_cache_warmup
+
     worker.order_consumer.attach(worker.wsgi)
+    start_cache_warmup(worker.wsgi)
 
 
 def worker_exit(server, worker):

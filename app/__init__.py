@@ -25,11 +25,15 @@ def create_app(config_class: type = Config, overrides: dict[str, Any] | None = N
 
     from app.errors import register_error_handlers
     from app.health import bp as health_bp
+    from app.metrics import init_metrics
+    from app.openapi import init_openapi
     from app.orders import bp as orders_bp
 
     app.register_blueprint(health_bp)
     app.register_blueprint(orders_bp)
     register_error_handlers(app)
+    init_metrics(app)
+    init_openapi(app)
 
     from app.cli import register_commands
 

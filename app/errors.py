@@ -4,7 +4,10 @@ reaches a client."""
 import logging
 
 from flask import Flask, jsonify
+from sqlalchemy.exc import OperationalError
 from werkzeug.exceptions import HTTPException, InternalServerError
+
+from app.extensions import db
 
 log = logging.getLogger(__name__)
 
@@ -23,6 +26,15 @@ def register_error_handlers(app: Flask) -> None:
         for header, value in exc.get_headers():
             if header.lower() != "content-type":
                 response.headers[header] = value
+        return response
+
+    @app.errorhandler(OperationalError)
+    def database_unavailable(exc: OperationalError):
+        log.warning("PostgreSQL unavailable: %s", str(exc.orig or exc).splitlines()[0])
+        db.session.rollback()
+        response = json_error(503, "database_unavailable",
+                              "PostgreSQL is unavailable right now; retry in a few seconds")
+        response.headers["Retry-After"] = "5"
         return response
 
     @app.errorhandler(Exception)

@@ -8,6 +8,7 @@ import time
 
 import pytest
 
+from app.orders.store import served_form
 from app.seed.generator import OrderFactory, encode
 from tests.helpers import all_committed, committed_offsets, produce, read_all, stored_uids, wait_until
 from tests.service import Service, service_env
@@ -38,9 +39,18 @@ def test_orders_flow_from_kafka_to_http(ingest_app, topics, database_url, servic
     orders = produce_orders(topics, 200, seed=31)
     service = services(service_env(database_url, topics))
     wait_until(lambda: all_committed(topics), 60, "the service consumed the topic")
-    status, headers, body = service.get(f"/order/{orders[0]['order_uid']}")
-    assert status == 200 and headers["Content-Type"] == "application/json"
-    assert json.loads(body)["payment"] == orders[0]["payment"]
+    for order in orders[:20]:
+        status, headers, body = service.get(f"/order/{order['order_uid']}")
+        assert status == 200 and headers["Content-Type"] == "application/json"
+        assert json.loads(body) == served_form(order)
+        # Written through by whichever worker consumed it; the other reads it from PostgreSQL.
+        assert headers["X-Order-Source"] in {"cache", "database"}
+    wait_until(lambda: service.get("/readyz")[0] == 200, 30, "both workers report ready")
+    metrics = service.get("/metrics")[2].decode()
+    # Both workers' counters, added up by the multiprocess collector.
+    assert 'orders_consumed_total{result="stored"} 200.0' in metrics
+    assert "ingest_batch_duration_seconds_count" in metrics
+    assert 'orders_consumer_lag{partition="0"} 0.0' in metrics
 
 
 def test_a_killed_worker_loses_nothing(ingest_app, topics, database_url, services):

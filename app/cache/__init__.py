@@ -20,7 +20,8 @@ class CachedOrder(NamedTuple):
     @classmethod
     def from_document(cls, document: dict[str, Any]) -> "CachedOrder":
         body = json.dumps(document, ensure_ascii=False, separators=(",", ":")).encode()
-        return cls(body, '"' + hashlib.blake2b(body, digest_size=12).hexdigest() + '"')
+        # Unquoted, as werkzeug's ETags and set_etag expect it.
+        return cls(body, hashlib.blake2b(body, digest_size=12).hexdigest())
 
 
 class OrderCache:

@@ -37,6 +37,8 @@ class ConsumerThread:
 
     def attach(self, app: Flask) -> None:
         self._app = app
+        # /readyz asks it whether this worker's consumer has joined its group.
+        app.extensions["order_consumer"] = self
         self._app_ready.set()
 
     def _run(self) -> None:

@@ -20,11 +20,13 @@ from sqlalchemy.exc import DataError, IntegrityError, SQLAlchemyError
 
 from app.ingest.dead_letters import KAFKA_API_VERSION, DeadLetterPublisher
 from app.ingest.records import ErrorType, Rejection, decode_order
+from app.metrics import BATCH_DURATION, BATCH_SIZE, CONSUMER_LAG, CONSUMER_WAITING, ORDERS_CONSUMED
 from app.orders.store import SaveOutcome, save_orders
 
 log = logging.getLogger(__name__)
 
 Record = Any  # kafka.consumer.fetcher.ConsumerRecord
+Batch = dict[TopicPartition, list[Record]]
 
 
 class Outage(Exception):
@@ -95,6 +97,8 @@ class _RevocationLog(ConsumerRebalanceListener):
     def on_partitions_revoked(self, revoked):
         # Batches are processed between polls, and this runs inside poll(): no batch is in flight,
         # everything handled so far is committed, and the rest will go to the new owner.
+        for tp in revoked:
+            CONSUMER_LAG.labels(str(tp.partition)).set(0)
         log.info("partitions revoked: %s", sorted(f"{tp.topic}-{tp.partition}" for tp in revoked))
 
     def on_partitions_assigned(self, assigned):
@@ -178,8 +182,9 @@ class OrderConsumer:
                 self._start_outage(str(exc))
                 self._wait_out(batch)
 
-    def process(self, batch: dict[TopicPartition, list[Record]]) -> BatchResult:
+    def process(self, batch: Batch) -> BatchResult:
         """Handle one polled batch end to end; raise Outage (having committed nothing) to retry."""
+        started = time.perf_counter()
         records = [record for partition_records in batch.values() for record in partition_records]
         valid: list[tuple[Record, dict]] = []
         rejected: list[tuple[Record, Rejection]] = []
@@ -198,6 +203,7 @@ class OrderConsumer:
             except KafkaError as exc:
                 raise Outage(f"dead-letter topic {self.config['KAFKA_DLQ_TOPIC']}: {exc!r}") from exc
         self._commit(batch)
+        self._observe(batch, result, time.perf_counter() - started)
         if self.on_stored:
             # Duplicates too: a retried batch finds its own orders stored by the failed attempt.
             self.on_stored(result.stored + result.duplicates)
@@ -205,7 +211,18 @@ class OrderConsumer:
                   len(records), len(result.stored), len(result.duplicates), len(result.dead_letters))
         return result
 
-    def _commit(self, batch: dict[TopicPartition, list[Record]]) -> None:
+    def _observe(self, batch: Batch, result: BatchResult, seconds: float) -> None:
+        BATCH_DURATION.observe(seconds)
+        BATCH_SIZE.observe(sum(len(records) for records in batch.values()))
+        ORDERS_CONSUMED.labels("stored").inc(len(result.stored))
+        ORDERS_CONSUMED.labels("duplicate").inc(len(result.duplicates))
+        ORDERS_CONSUMED.labels("dead_lettered").inc(len(result.dead_letters))
+        for tp, records in batch.items():
+            highwater = self._consumer.highwater(tp)
+            if highwater is not None:
+                CONSUMER_LAG.labels(str(tp.partition)).set(max(0, highwater - records[-1].offset - 1))
+
+    def _commit(self, batch: Batch) -> None:
         offsets = {tp: OffsetAndMetadata(records[-1].offset + 1, "") for tp, records in batch.items()}
         try:
             self._consumer.commit(offsets)
@@ -214,7 +231,7 @@ class OrderConsumer:
             # storing them again is a no-op (duplicates), so nothing is lost or doubled.
             log.warning("offsets not committed after a rebalance; the new owner will redeliver: %s", exc)
 
-    def _wait_out(self, batch: dict[TopicPartition, list[Record]]) -> None:
+    def _wait_out(self, batch: Batch) -> None:
         """Rewind to the batch's first records and wait, polling paused partitions so that the
         group keeps us, then resume: the next poll redelivers the same records."""
         consumer = self._consumer
@@ -232,6 +249,7 @@ class OrderConsumer:
         self.retries += 1
         if self.waiting_since is None:
             self.waiting_since = time.monotonic()
+            CONSUMER_WAITING.inc()
             log.error("consumer waiting: %s; retrying with backoff until it is back", reason)
 
     def _end_outage(self) -> None:
@@ -240,6 +258,7 @@ class OrderConsumer:
         if self.waiting_since is not None:
             log.warning("consumer resumed after %.1f s of outage", time.monotonic() - self.waiting_since)
             self.waiting_since = None
+            CONSUMER_WAITING.dec()
 
     def _close(self) -> None:
         # Everything handled is committed already; close without auto-commit, leaving the group

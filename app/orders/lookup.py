@@ -3,6 +3,7 @@
 import re
 
 from app.cache import CachedOrder, order_cache
+from app.metrics import CACHE_REQUESTS
 from app.orders.store import get_order
 from app.validation.schema import ORDER_UID_PATTERN
 
@@ -18,6 +19,7 @@ def find_order(order_uid: str) -> tuple[CachedOrder | None, str]:
     """The order ready to send (None if unknown), and where the answer came from:
     "cache" or "database". A recently missed id is answered from the cache as unknown."""
     cached = order_cache.lookup(order_uid)
+    CACHE_REQUESTS.labels("miss" if cached is None else "hit").inc()
     if cached is False:
         return None, "cache"
     if cached is not None:

@@ -21,7 +21,7 @@ def order_json(order_uid: str):
     else:
         response = Response(order.body, mimetype="application/json")
     if order is not None:
-        response.headers["ETag"] = order.etag
+        response.set_etag(order.etag)
         response.headers["Cache-Control"] = IMMUTABLE
     response.headers["X-Order-Source"] = source
     return response

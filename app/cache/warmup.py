@@ -1,0 +1,38 @@
+"""Warming a worker's cache with the most recent orders, on a thread of its own so that the
+worker answers its first request at once."""
+
+import logging
+import threading
+import time
+
+from flask import Flask
+from sqlalchemy.exc import SQLAlchemyError
+
+from app.cache import order_cache
+from app.orders.store import latest_orders
+
+log = logging.getLogger(__name__)
+
+
+def warm_cache(app: Flask) -> int:
+    """Load up to CACHE_WARMUP recent orders into this process's cache; the number loaded."""
+    size = min(app.config["CACHE_WARMUP"], app.config["CACHE_THRESHOLD"])
+    if size <= 0 or not order_cache.enabled:
+        return 0
+    started = time.perf_counter()
+    try:
+        with app.app_context():
+            documents = latest_orders(size)
+    except SQLAlchemyError as exc:
+        # Not fatal: reads fall through to PostgreSQL (and fill the cache) once it is back.
+        log.warning("cache warm-up skipped, PostgreSQL unavailable: %s", str(exc).splitlines()[0])
+        return 0
+    order_cache.put_documents(documents)
+    log.info("cache warmed with %d orders in %.2f s", len(documents), time.perf_counter() - started)
+    return len(documents)
+
+
+def start_cache_warmup(app: Flask) -> threading.Thread:
+    thread = threading.Thread(target=warm_cache, args=(app,), name="cache-warmup", daemon=True)
+    thread.start()
+    return thread

@@ -1,0 +1,180 @@
+"""GET /openapi.json: an OpenAPI 3.1 document whose Order schema is generated from the Cerberus
+schema, so the contract as validated and the contract as documented cannot drift apart."""
+
+from functools import cache
+from typing import Any
+
+from flask import Flask, jsonify
+
+from app.validation.schema import ORDER_SCHEMA, ORDER_UID_PATTERN
+
+INTEGER_NOTE = "A JSON integer, written without a fraction or exponent (1817, not 1817.0)."
+TEXT_NOTE = "Strings never contain NUL (U+0000) or unpaired surrogates; PostgreSQL can't store them."
+
+
+def json_schema(rules: dict[str, Any]) -> dict[str, Any]:
+    """The JSON Schema (2020-12, as OpenAPI 3.1 uses) for one Cerberus field definition."""
+    if "text" in rules:
+        minimum, maximum = rules["text"]
+        schema: dict[str, Any] = {"type": "string", "minLength": minimum, "maxLength": maximum}
+        if "regex" in rules:
+            # "$(?![\s\S])": the end of the string in ECMA and in Python regexes alike (Python's "$"
+            # alone also matches before a final newline).
+            schema["pattern"] = "^(?:" + rules["regex"].removesuffix(r"\Z") + r")$(?![\s\S])"
+        return schema
+    if "int64" in rules:
+        return {"type": "integer", "minimum": 0, "maximum": rules["int64"], "format": "int64",
+                "description": INTEGER_NOTE}
+    if rules.get("rfc3339"):
+        return {"type": "string", "format": "date-time"}
+    if rules.get("type") == "dict":
+        return object_schema(rules["schema"])
+    if rules.get("type") == "list":
+        return {
+            "type": "array",
+            "minItems": rules["minlength"],
+            "maxItems": rules["maxlength"],
+            "items": json_schema(rules["schema"]),
+        }
+    raise ValueError(f"no JSON Schema for Cerberus rules {rules}")
+
+
+def object_schema(fields: dict[str, dict]) -> dict[str, Any]:
+    return {
+        "type": "object",
+        "properties": {name: json_schema(rules) for name, rules in fields.items()},
+        "required": list(fields),
+        "additionalProperties": False,
+    }
+
+
+def _json(schema_ref: str, description: str) -> dict[str, Any]:
+    return {"description": description,
+            "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{schema_ref}"}}}}
+
+
+@cache
+def openapi_document() -> dict[str, Any]:
+    error = _json("Error", "")
+    order = json_schema({"type": "dict", "schema": ORDER_SCHEMA})
+    order["description"] = f"{TEXT_NOTE} Records over 1 MiB are rejected."
+    order["properties"]["date_created"] = {
+        "type": "string",
+        "format": "date-time",
+        "pattern": r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{6})?Z$",
+        "description": "Served in UTC as YYYY-MM-DDTHH:MM:SS[.ffffff]Z",
+    }
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "order-service",
+            "version": "1.0.0",
+            "description": "Orders consumed from Kafka, stored in PostgreSQL, served from a cache.",
+        },
+        "paths": {
+            "/order/{order_uid}": {
+                "get": {
+                    "summary": "One order, as it came in (date_created in UTC)",
+                    "parameters": [
+                        {"name": "order_uid", "in": "path", "required": True,
+                         "schema": {"type": "string", "pattern": f"^{ORDER_UID_PATTERN}$"}},
+                        {"name": "If-None-Match", "in": "header", "required": False,
+                         "schema": {"type": "string"}},
+                    ],
+                    "responses": {
+                        "200": {**_json("Order", "The order"), "headers": {
+                            "ETag": {"schema": {"type": "string"}},
+                            "X-Order-Source": {"schema": {"enum": ["cache", "database"]},
+                                               "description": "Where the answer came from"},
+                        }},
+                        "304": {"description": "Not modified (If-None-Match matched the ETag)"},
+                        "400": {**error, "description": "The id breaks the order_uid rule"},
+                        "404": {**error, "description": "No such order"},
+                        "503": {**error, "description": "PostgreSQL unavailable"},
+                    },
+                }
+            },
+            "/orders": {
+                "get": {
+                    "summary": "The most recent orders, newest first",
+                    "parameters": [
+                        {"name": "limit", "in": "query", "required": False,
+                         "schema": {"type": "integer", "minimum": 1, "maximum": 100, "default": 20}},
+                        {"name": "before", "in": "query", "required": False,
+                         "schema": {"type": "string"}, "description": "next_cursor of the page before"},
+                    ],
+                    "responses": {
+                        "200": _json("RecentOrders", "A page of order summaries"),
+                        "400": {**error, "description": "Bad limit or cursor"},
+                    },
+                }
+            },
+            "/healthz": {"get": {"summary": "Liveness", "responses": {"200": _json("Health", "Alive")}}},
+            "/readyz": {
+                "get": {
+                    "summary": "Readiness: PostgreSQL, Kafka and this worker's consumer",
+                    "responses": {"200": _json("Readiness", "Ready"),
+                                  "503": _json("Readiness", "Not ready; the failing parts are named")},
+                }
+            },
+            "/metrics": {
+                "get": {
+                    "summary": "Prometheus metrics, all workers added up",
+                    "responses": {"200": {"description": "Prometheus text format",
+                                          "content": {"text/plain": {"schema": {"type": "string"}}}}},
+                }
+            },
+        },
+        "components": {
+            "schemas": {
+                "Order": order,
+                "OrderSummary": {
+                    "type": "object",
+                    "additionalProperties": False,
+                    "required": ["order_uid", "date_created", "customer_id", "amount", "currency",
+                                 "item_count", "delivery_city"],
+                    "properties": {
+                        "order_uid": order["properties"]["order_uid"],
+                        "date_created": order["properties"]["date_created"],
+                        "customer_id": order["properties"]["customer_id"],
+                        "amount": order["properties"]["payment"]["properties"]["amount"],
+                        "currency": order["properties"]["payment"]["properties"]["currency"],
+                        "item_count": {"type": "integer", "minimum": 1},
+                        "delivery_city": order["properties"]["delivery"]["properties"]["city"],
+                    },
+                },
+                "RecentOrders": {
+                    "type": "object",
+                    "additionalProperties": False,
+                    "required": ["orders", "next_cursor"],
+                    "properties": {
+                        "orders": {"type": "array", "items": {"$ref": "#/components/schemas/OrderSummary"}},
+                        "next_cursor": {"type": ["string", "null"]},
+                    },
+                },
+                "Error": {
+                    "type": "object",
+                    "required": ["error", "message"],
+                    "additionalProperties": False,
+                    "properties": {"error": {"type": "string"}, "message": {"type": "string"}},
+                },
+                "Health": {"type": "object", "required": ["status"],
+                           "properties": {"status": {"const": "ok"}}},
+                "Readiness": {
+                    "type": "object",
+                    "required": ["status", "checks"],
+                    "properties": {
+                        "status": {"enum": ["ready", "not_ready"]},
+                        "checks": {"type": "object", "additionalProperties": {
+                            "type": "object", "required": ["ok"], "properties": {"ok": {"type": "boolean"}}}},
+                    },
+                },
+            }
+        },
+    }
+
+
+def init_openapi(app: Flask) -> None:
+    @app.get("/openapi.json")
+    def openapi_json():
+        return jsonify(openapi_document())
