@@ -9,8 +9,10 @@ BIN := $(VENV)/bin
 # The stamp's name changes with the requirements, so an edit to them reinstalls and nothing else does.
 STAMP := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt | sha1sum | cut -c1-12)
 CHROMIUM ?= /usr/bin/chromium
+# apt-get needs root; as another user, sudo.
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: help install infra infra-down infra-status migrate run test lint seed bench browser clean
+.PHONY: help install infra infra-down infra-status migrate run test lint seed bench tools clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
@@ -38,11 +40,15 @@ migrate: infra ## flask db upgrade on DATABASE_URL
 run: migrate ## the service on PORT (8080) under gunicorn, consumers included
 	$(BIN)/gunicorn wsgi:app
 
-browser: ## Debian's Chromium for the web page tests (installed once)
-	@test -x $(CHROMIUM) || { echo "browser: installing Debian's chromium"; \
-	  apt-get update -qq && apt-get install -y -qq chromium >/dev/null; }
+tools: ## Debian's chromium (web page tests) and wrk (benchmarks), installed once
+	@missing=""; test -x $(CHROMIUM) || missing="chromium"; command -v wrk >/dev/null || missing="$$missing wrk"; \
+	if [ -n "$$missing" ]; then \
+	  echo "tools: installing$$missing with apt-get"; \
+	  $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq $$missing >/dev/null \
+	    || { echo "tools: could not install$$missing; install them (apt-get install$$missing) and retry"; exit 1; }; \
+	fi
 
-test: migrate browser ## the whole suite against the real services
+test: migrate tools ## the whole suite against the real services
 	$(BIN)/python -m pytest
 
 lint: install ## ruff
@@ -51,7 +57,7 @@ lint: install ## ruff
 seed: migrate ## produce fake orders to Kafka: make seed ARGS="--count 1000 --rate 200"
 	$(BIN)/flask seed-orders $(ARGS)
 
-bench: migrate ## benchmarks against the real services (not part of make test)
+bench: migrate tools ## benchmarks against the real services (not part of make test)
 	$(BIN)/python -m bench
 
 clean: ## remove the virtualenv (the services' data lives in ~/.cache/order-service)

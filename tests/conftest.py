@@ -2,7 +2,6 @@
 of the tests' own, created here and dropped afterwards. The `orders` database is never touched."""
 
 import json
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -10,42 +9,27 @@ from typing import Any
 import psycopg2
 import pytest
 from flask import Flask
-from sqlalchemy.engine import make_url
 
 from app import create_app
 from app.extensions import db
 from config import Config, TestConfig
+from tests.helpers import create_database, drop_database
 
 CONTRACT_DIR = Path(__file__).resolve().parents[2] / "shared" / "contract"
-
-
-def _admin_dsn(url: str, database: str) -> str:
-    parsed = make_url(url)
-    return (
-        f"host={parsed.host} port={parsed.port or 5432} user={parsed.username} "
-        f"password={parsed.password or ''} dbname={database} connect_timeout=5"
-    )
 
 
 @pytest.fixture(scope="session")
 def database_url() -> Iterator[str]:
     """A fresh database on the configured server, dropped at the end of the session."""
-    server_url = Config.SQLALCHEMY_DATABASE_URI
-    name = f"orders_test_{uuid.uuid4().hex[:10]}"
     try:
-        admin = psycopg2.connect(_admin_dsn(server_url, "postgres"))
+        url = create_database(Config.SQLALCHEMY_DATABASE_URI, prefix="orders_test")
     except psycopg2.OperationalError as exc:
-        pytest.exit(f"PostgreSQL is not reachable at {make_url(server_url).host}: {exc}\n"
+        pytest.exit(f"PostgreSQL is not reachable: {exc}\n"
                     "Start it with `make infra` (or run the suite with `make test`).", returncode=3)
-    admin.autocommit = True
-    with admin.cursor() as cursor:
-        cursor.execute(f'CREATE DATABASE "{name}"')
     try:
-        yield make_url(server_url).set(database=name).render_as_string(hide_password=False)
+        yield url
     finally:
-        with admin.cursor() as cursor:
-            cursor.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.close()
+        drop_database(url)
 
 
 @pytest.fixture(scope="session")

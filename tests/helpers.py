@@ -4,10 +4,12 @@ import time
 import uuid
 from dataclasses import dataclass
 
+import psycopg2
 from flask import Flask
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import NewTopic
 from sqlalchemy import select
+from sqlalchemy.engine import make_url
 
 from app.extensions import db
 from app.ingest.dead_letters import KAFKA_API_VERSION
@@ -124,3 +126,32 @@ def stored_uids(app: Flask) -> list[str]:
         return list(db.session.scalars(select(orders_table.c.order_uid)))
 
 
+
+
+def admin_dsn(url: str, database: str = "postgres") -> str:
+    parsed = make_url(url)
+    return (
+        f"host={parsed.host} port={parsed.port or 5432} user={parsed.username} "
+        f"password={parsed.password or ''} dbname={database} connect_timeout=5"
+    )
+
+
+def _admin_execute(url: str, statement: str) -> None:
+    connection = psycopg2.connect(admin_dsn(url))
+    connection.autocommit = True
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute(statement)
+    finally:
+        connection.close()
+
+
+def create_database(server_url: str, prefix: str) -> str:
+    """A new, empty database on the server of `server_url`; returns its URL."""
+    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
+    _admin_execute(server_url, f'CREATE DATABASE "{name}"')
+    return make_url(server_url).set(database=name).render_as_string(hide_password=False)
+
+
+def drop_database(url: str) -> None:
+    _admin_execute(url, f'DROP DATABASE IF EXISTS "{make_url(url).database}" WITH (FORCE)')

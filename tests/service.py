@@ -25,7 +25,8 @@ def free_port() -> int:
 class Service:
     """One gunicorn master with its workers, configured only through the environment."""
 
-    def __init__(self, env: dict[str, str], log_path: Path) -> None:
+    def __init__(self, env: dict[str, str], log_path: Path, args: tuple[str, ...] = ("wsgi:app",)) -> None:
+        self.args = args
         self.port = free_port()
         self.log_path = log_path
         self.env = {**os.environ, "HOST": "127.0.0.1", "PORT": str(self.port), **env}
@@ -38,7 +39,7 @@ class Service:
     def start(self, timeout_s: float = 30) -> "Service":
         log = self.log_path.open("ab")
         self.process = subprocess.Popen(
-            [str(GUNICORN), "wsgi:app"], cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT
+            [str(GUNICORN), *self.args], cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT
         )
         wait_until(lambda: self.get("/healthz")[0] == 200 or self._died(), timeout_s,
                    f"gunicorn answered /healthz (log: {self.log_path})")
@@ -57,6 +58,22 @@ class Service:
             return exc.code, dict(exc.headers), exc.read()
         except OSError:
             return 0, {}, b""
+
+    def rss_bytes(self) -> int:
+        """Resident memory of the master and its workers together."""
+        total = 0
+        for pid in [self.process.pid, *self.worker_pids()]:
+            try:
+                status = Path(f"/proc/{pid}/status").read_text()
+            except OSError:
+                continue
+            line = next((row for row in status.splitlines() if row.startswith("VmRSS:")), "VmRSS: 0 kB")
+            total += int(line.split()[1]) * 1024
+        return total
+
+    def stop(self, timeout_s: float = 30) -> int:
+        self.process.send_signal(signal.SIGTERM)
+        return self.process.wait(timeout=timeout_s)
 
     def worker_pids(self) -> list[int]:
         out = subprocess.run(["pgrep", "-P", str(self.process.pid)], capture_output=True, text=True)

@@ -8,13 +8,22 @@ from collections import Counter
 import pytest
 from flask import Flask
 from sqlalchemy import func, select
+from sqlalchemy.engine import make_url
 
 from app.extensions import db
 from app.ingest.consumer import OrderConsumer, store_valid_orders
 from app.orders.models import orders_table
 from app.orders.store import get_order, served_form
 from app.seed.generator import OrderFactory, encode
-from tests.helpers import all_committed, committed_offsets, produce, read_all, stored_uids, wait_until
+from tests.helpers import (
+    admin_dsn,
+    all_committed,
+    committed_offsets,
+    produce,
+    read_all,
+    stored_uids,
+    wait_until,
+)
 
 
 class RunningConsumer:
@@ -151,12 +160,8 @@ class database_outage:
     the service sees it: connections drop and new ones are refused)."""
 
     def __init__(self, database_url: str) -> None:
-        from sqlalchemy.engine import make_url
-
-        from tests.conftest import _admin_dsn
-
         self.name = make_url(database_url).database
-        self.dsn = _admin_dsn(database_url, "postgres")
+        self.dsn = admin_dsn(database_url)
 
     def _run(self, *statements: str) -> None:
         import psycopg2

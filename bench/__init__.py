@@ -1,0 +1,1 @@
+"""Benchmarks against the real services: `make bench` (python -m bench)."""

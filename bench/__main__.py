@@ -1,0 +1,32 @@
+"""python -m bench [--smoke] [--orders N] [--duration S] [--out DIR]"""
+
+import argparse
+from pathlib import Path
+
+from bench.report import write_all
+from bench.run import ROOT, Settings, run
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("--orders", type=int, default=50_000)
+    parser.add_argument("--read-ids", type=int, default=10_000)
+    parser.add_argument("--duration", type=int, default=20, help="seconds of load per read case")
+    parser.add_argument("--connections", type=int, default=64)
+    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
+    parser.add_argument("--smoke", action="store_true",
+                        help="tiny run (300 orders, 2 s of load) that exercises every step")
+    args = parser.parse_args()
+    settings = Settings(orders=args.orders, read_ids=args.read_ids, duration_s=args.duration,
+                        connections=args.connections, out_dir=args.out)
+    if args.smoke:
+        settings = Settings(orders=300, read_ids=200, duration_s=2, connections=8, store_batch=100,
+                            out_dir=args.out, smoke=True)
+    results = run(settings)
+    readme = None if settings.smoke else ROOT / "README.md"
+    for path in write_all(results, settings.out_dir, readme):
+        print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()

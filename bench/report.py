@@ -1,0 +1,99 @@
+"""Writing a run's results: latest.json, a Markdown table (also put into README), and plots."""
+
+import json
+from pathlib import Path
+
+README_START, README_END = "<!-- bench:start -->", "<!-- bench:end -->"
+
+
+def write_all(results: dict, out_dir: Path, readme: Path | None) -> list[Path]:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    json_path = out_dir / "latest.json"
+    json_path.write_text(json.dumps(results, indent=2) + "\n")
+    table = markdown_table(results)
+    md_path = out_dir / "latest.md"
+    md_path.write_text(table)
+    written = [json_path, md_path, *plot(results, out_dir)]
+    if readme is not None:
+        update_readme(readme, table)
+    return written
+
+
+def markdown_table(results: dict) -> str:
+    ingest, read, ratios, machine = results["ingest"], results["read"], results["ratios"], results["machine"]
+    rows = [
+        ("ingest, gunicorn 2 workers (orders/s)", f"{ingest['orders_per_s']:,.0f}",
+         f"decode + validate, 2 processes: {ingest['ceiling_validate_per_s']:,.0f}",
+         f"{ratios['ingest_vs_validate_ceiling']:.2f} (goal ≥ 0.6)"),
+        ("", "", f"save_orders alone: {ingest['ceiling_store_per_s']:,.0f}",
+         f"{ratios['ingest_vs_store_ceiling']:.2f}"),
+        ("cached `GET /order/<id>` (req/s)", f"{read['cached']['rps']:,.0f}",
+         f"bare WSGI app, same bytes: {read['ceiling']['rps']:,.0f}",
+         f"{ratios['cached_vs_ceiling']:.2f} (goal ≥ 0.7)"),
+        ("cached p50 / p99 (ms)", f"{read['cached']['p50_ms']:.2f} / {read['cached']['p99_ms']:.2f}",
+         f"{read['ceiling']['p50_ms']:.2f} / {read['ceiling']['p99_ms']:.2f}", "p99 goal ≤ 20 ms"),
+        ("cold, cache off (req/s; p50 / p99 ms)",
+         f"{read['cold']['rps']:,.0f}; {read['cold']['p50_ms']:.2f} / {read['cold']['p99_ms']:.2f}", "",
+         f"{ratios['cold_vs_ceiling']:.2f}"),
+        ("unknown ids, remembered misses (req/s)", f"{read['missing']['rps']:,.0f}", "", ""),
+        ("peak RSS of the service during ingest (MiB)", f"{ingest['peak_rss_mb']:.0f}", "", ""),
+        (f"cache warm-up, {read['warmup_orders']:,} orders (s)", f"{read['warmup_s']:.2f}", "", ""),
+    ]
+    lines = [
+        f"Run of {results['date']} at commit `{results['commit'][:10]}` on {machine['cores']} cores, "
+        f"{machine['memory_gb']} GiB; {ingest['orders']:,} orders; wrk {results['settings']['connections']} "
+        f"connections × {results['settings']['duration_s']} s per read case.",
+        "",
+        "| measure | service | ceiling in the same run | ratio |",
+        "| --- | ---: | --- | --- |",
+        *(f"| {a} | {b} | {c} | {d} |" for a, b, c, d in rows),
+        "",
+        "![ingest rate](bench/results/ingest.png) ![read latency](bench/results/latency.png)",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def plot(results: dict, out_dir: Path) -> list[Path]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    timeline = results["ingest"]["timeline"]
+    times = [t for t, _ in timeline]
+    rates = [0.0] + [
+        (c1 - c0) / (t1 - t0) if t1 > t0 else 0.0
+        for (t0, c0), (t1, c1) in zip(timeline, timeline[1:], strict=False)
+    ]
+    figure, axis = plt.subplots(figsize=(8, 4))
+    axis.plot(times, rates, color="#2563eb")
+    axis.set(title="Ingest rate (committed orders per second)", xlabel="seconds since start",
+             ylabel="orders/s")
+    axis.grid(alpha=0.3)
+    ingest_png = out_dir / "ingest.png"
+    figure.tight_layout()
+    figure.savefig(ingest_png, dpi=110)
+    plt.close(figure)
+
+    figure, axis = plt.subplots(figsize=(8, 4))
+    for name, color in (("cached", "#16a34a"), ("cold", "#dc2626"), ("ceiling", "#6b7280")):
+        latency = results["read"][name]["latency_ms"]
+        axis.plot([float(p) for p in latency], list(latency.values()), marker="o", label=name, color=color)
+    axis.set(title="GET /order/<id> latency by percentile", xlabel="percentile", ylabel="ms", yscale="log")
+    axis.legend()
+    axis.grid(alpha=0.3)
+    latency_png = out_dir / "latency.png"
+    figure.tight_layout()
+    figure.savefig(latency_png, dpi=110)
+    plt.close(figure)
+    return [ingest_png, latency_png]
+
+
+def update_readme(readme: Path, table: str) -> None:
+    text = readme.read_text()
+    if README_START not in text:
+        return
+    before, rest = text.split(README_START, 1)
+    after = rest.split(README_END, 1)[1]
+    readme.write_text(f"{before}{README_START}\n{table}{README_END}{after}")

@@ -1,0 +1,276 @@
+"""The benchmark run: ingest and read throughput against the real services, each paired with the
+ceiling the stack allows on this machine in the same run."""
+
+import json
+import multiprocessing
+import os
+import platform
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from flask_migrate import upgrade
+from sqlalchemy import text
+
+from app import create_app
+from app.extensions import db
+from app.ingest.records import decode_order
+from app.orders.store import save_orders
+from app.seed.generator import OrderFactory, encode
+from config import Config
+from tests.helpers import (
+    committed_offsets,
+    create_database,
+    create_topics,
+    delete_topics,
+    drop_database,
+    wait_until,
+)
+from tests.service import ROOT, Service, service_env
+
+WRK_SCRIPT = ROOT / "bench" / "wrk_random_ids.lua"
+SEED = 1
+
+
+@dataclass
+class Settings:
+    orders: int = 50_000
+    read_ids: int = 10_000
+    duration_s: int = 20
+    connections: int = 64
+    store_batch: int = 500
+    out_dir: Path = ROOT / "bench" / "results"
+    smoke: bool = False
+
+
+class Progress:
+    def __init__(self) -> None:
+        self.started = time.monotonic()
+
+    def __call__(self, message: str) -> None:
+        elapsed = time.monotonic() - self.started
+        print(f"[bench {int(elapsed) // 60:02d}:{int(elapsed) % 60:02d}] {message}", flush=True)
+
+
+def run(settings: Settings) -> dict[str, Any]:
+    say = Progress()
+    if shutil.which("wrk") is None:
+        sys.exit("bench: wrk is missing; install it with `apt-get install wrk` (make bench does).")
+    work = Path(tempfile.mkdtemp(prefix="order-bench-"))
+    database = create_database(Config.SQLALCHEMY_DATABASE_URI, "orders_bench")
+    store_database = create_database(Config.SQLALCHEMY_DATABASE_URI, "orders_bench_store")
+    topics = create_topics(Config.KAFKA_BOOTSTRAP_SERVERS)
+    say(f"database {database.rsplit('/', 1)[1]}, topic {topics.orders}, work dir {work}")
+    try:
+        migrate(database)
+        migrate(store_database)
+        values = seed_topic(settings, topics, work, say)
+        results: dict[str, Any] = {"ingest": {"orders": settings.orders}}
+        results["ingest"]["ceiling_validate_per_s"] = validate_ceiling(values, say)
+        results["ingest"]["ceiling_store_per_s"] = store_ceiling(store_database, values, settings, say)
+        results["ingest"].update(measure_ingest(database, topics, settings, work, say))
+        results["read"] = measure_reads(database, topics, settings, work, say)
+    finally:
+        delete_topics(topics)
+        drop_database(database)
+        drop_database(store_database)
+        shutil.rmtree(work, ignore_errors=True)
+    results.update(ratios(results), machine=machine(), date=datetime.now(UTC).isoformat(timespec="seconds"),
+                   commit=git_commit(), settings={k: v for k, v in vars(settings).items() if k != "out_dir"})
+    say(f"done in {time.monotonic() - say.started:.0f} s")
+    return results
+
+
+def migrate(database_url: str) -> None:
+    app = create_app(Config, {"SQLALCHEMY_DATABASE_URI": database_url})
+    with app.app_context():
+        upgrade()
+        db.engine.dispose()
+
+
+def seed_topic(settings: Settings, topics, work: Path, say: Progress) -> list[bytes]:
+    """Produce the orders with `flask seed-orders` (the real tool), and rebuild the same bytes here
+    (same seed, same generator) for the ceilings."""
+    say(f"producing {settings.orders} orders with flask seed-orders --seed {SEED}")
+    env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": topics.bootstrap}
+    ids_file = work / "seeded-ids.txt"
+    subprocess.run(
+        [str(Path(sys.executable).with_name("flask")), "seed-orders", "--count", str(settings.orders),
+         "--seed", str(SEED), "--topic", topics.orders, "--ids-file", str(ids_file), "--quiet"],
+        cwd=ROOT, env=env, check=True,
+    )
+    values = [encode(order) for order in OrderFactory(SEED).orders(settings.orders)]
+    first_id = ids_file.read_text().split("\n", 1)[0]
+    assert json.loads(values[0])["order_uid"] == first_id, "the rebuilt orders differ from the seeded ones"
+    return values
+
+
+def _validate_share(args: tuple[int, int]) -> int:
+    share, shares = args
+    return sum(1 for value in _VALUES[share::shares] if isinstance(decode_order(value), dict))
+
+
+_VALUES: list[bytes] = []
+
+
+def validate_ceiling(values: list[bytes], say: Progress, processes: int = 2) -> float:
+    """Decode and validate every record, and nothing else, in `processes` processes."""
+    global _VALUES
+    _VALUES = values
+    context = multiprocessing.get_context("fork")  # the children inherit the values, no copying
+    started = time.perf_counter()
+    with context.Pool(processes) as pool:
+        valid = sum(pool.map(_validate_share, [(share, processes) for share in range(processes)]))
+    rate = len(values) / (time.perf_counter() - started)
+    assert valid == len(values)
+    say(f"ceiling, decode + validate in {processes} processes: {rate:,.0f} orders/s")
+    return round(rate, 1)
+
+
+def store_ceiling(database_url: str, values: list[bytes], settings: Settings, say: Progress) -> float:
+    """save_orders alone, in batches, on an empty database: no Kafka, no validation."""
+    orders = [json.loads(value) for value in values]
+    app = create_app(Config, {"SQLALCHEMY_DATABASE_URI": database_url})
+    with app.app_context():
+        started = time.perf_counter()
+        for start in range(0, len(orders), settings.store_batch):
+            save_orders(orders[start : start + settings.store_batch])
+        rate = len(orders) / (time.perf_counter() - started)
+        db.engine.dispose()
+    say(f"ceiling, save_orders in batches of {settings.store_batch}: {rate:,.0f} orders/s")
+    return round(rate, 1)
+
+
+def measure_ingest(database: str, topics, settings: Settings, work: Path, say: Progress) -> dict:
+    """The service (gunicorn, 2 workers, consumers on) consumes the pre-produced topic; the rate is
+    taken between the first and the last committed order."""
+    env = service_env(database, topics, CONSUMER_BATCH_SIZE=str(Config.CONSUMER_BATCH_SIZE),
+                      CONSUMER_BATCH_WAIT_MS=str(Config.CONSUMER_BATCH_WAIT_MS))
+    say("ingest: starting gunicorn with 2 workers")
+    service = Service(env, work / "ingest.log").start()
+    timeline: list[tuple[float, int]] = []
+    peak_rss = 0
+    started = time.monotonic()
+    try:
+        def sample() -> bool:
+            nonlocal peak_rss
+            committed = sum(committed_offsets(topics.bootstrap, topics.group, topics.orders).values())
+            timeline.append((time.monotonic() - started, committed))
+            peak_rss = max(peak_rss, service.rss_bytes())
+            if len(timeline) % 20 == 0:
+                say(f"ingest: {committed:,} of {settings.orders:,} committed")
+            return committed >= settings.orders
+
+        wait_until(sample, 600, "the service committed every order", interval_s=0.25)
+    finally:
+        service.stop()
+    first = next(i for i, (_, count) in enumerate(timeline) if count > 0)
+    (t_first, count_first), (t_last, count_last) = timeline[first], timeline[-1]
+    rate = (count_last - count_first) / (t_last - t_first) if t_last > t_first else float(count_last)
+    say(f"ingest: {rate:,.0f} orders/s, peak RSS {peak_rss / 2**20:.0f} MiB")
+    return {"orders_per_s": round(rate, 1), "peak_rss_mb": round(peak_rss / 2**20, 1),
+            "timeline": [[round(t, 2), count] for t, count in timeline]}
+
+
+def measure_reads(database: str, topics, settings: Settings, work: Path, say: Progress) -> dict:
+    ids_file, missing_file, body_file = work / "ids.txt", work / "missing.txt", work / "body.json"
+    app = create_app(Config, {"SQLALCHEMY_DATABASE_URI": database})
+    with app.app_context():
+        newest = text("SELECT order_uid FROM orders ORDER BY date_created DESC, id DESC LIMIT :n")
+        ids = list(db.session.scalars(newest, {"n": settings.read_ids}))
+        db.engine.dispose()
+    ids_file.write_text("\n".join(ids) + "\n")
+    missing_file.write_text("\n".join(f"missing-{i:06d}" for i in range(len(ids))) + "\n")
+    read_only = {"CONSUMER_ENABLED": "false", "CACHE_THRESHOLD": str(max(20_000, 2 * len(ids)))}
+    results: dict[str, Any] = {}
+
+    env = service_env(database, topics, CACHE_WARMUP=str(len(ids)), **read_only)
+    service = Service(env, work / "cached.log").start()
+    try:
+        warmups = wait_until(lambda: _warmups(service.log(), workers=2), 120, "both caches warmed")
+        results["warmup_s"] = max(float(seconds) for _, seconds in warmups)
+        results["warmup_orders"] = int(warmups[0][0])
+        say(f"read: caches warmed with {warmups[0][0]} orders in {results['warmup_s']} s")
+        status, _, body = service.get(f"/order/{ids[0]}")
+        assert status == 200
+        body_file.write_bytes(body)
+        results["cached"] = wrk(service, ids_file, settings, "cached", say)
+        results["missing"] = wrk(service, missing_file, settings, "missing", say)
+    finally:
+        service.stop()
+
+    env = service_env(database, topics, **{**read_only, "CACHE_THRESHOLD": "0", "CACHE_WARMUP": "0"})
+    service = Service(env, work / "cold.log").start()
+    try:
+        results["cold"] = wrk(service, ids_file, settings, "cold", say)
+    finally:
+        service.stop()
+
+    ceiling_env = {**os.environ, "BENCH_CEILING_BODY": str(body_file)}
+    service = Service(ceiling_env, work / "ceiling.log",
+                      args=("-c", "bench/ceiling.conf.py", "bench.ceiling:app")).start()
+    try:
+        results["ceiling"] = wrk(service, ids_file, settings, "ceiling", say)
+    finally:
+        service.stop()
+    return results
+
+
+def _warmups(log: str, workers: int) -> list[tuple[str, str]] | None:
+    found = re.findall(r"cache warmed with (\d+) orders in ([\d.]+) s", log)
+    return found if len(found) >= workers else None
+
+
+def wrk(service: Service, ids_file: Path, settings: Settings, name: str, say: Progress) -> dict:
+    say(f"read/{name}: wrk, {settings.connections} connections, {settings.duration_s} s")
+    env = {**os.environ, "BENCH_IDS_FILE": str(ids_file), "BENCH_PATH_PREFIX": "/order/"}
+    out = subprocess.run(
+        ["wrk", "-t2", f"-c{settings.connections}", f"-d{settings.duration_s}s", "--timeout", "5s",
+         "-s", str(WRK_SCRIPT), service.url],
+        env=env, capture_output=True, text=True, check=True,
+    ).stdout
+    summary = json.loads(next(line for line in out.splitlines() if line.startswith("BENCH_JSON "))[11:])
+    seconds = summary["duration_us"] / 1e6
+    latency = {p: us / 1000 for p, us in summary["latency_us"].items()}
+    errors = summary["errors"]
+    result = {
+        "rps": round(summary["requests"] / seconds, 1),
+        "p50_ms": round(latency["50"], 3),
+        "p99_ms": round(latency["99"], 3),
+        # For "missing" every answer is a 404 by design; wrk counts those as status errors.
+        "errors": errors["connect"] + errors["read"] + errors["write"] + errors["timeout"]
+        + (errors["status"] if name != "missing" else 0),
+        "latency_ms": {p: round(ms, 3) for p, ms in latency.items()},
+    }
+    say(f"read/{name}: {result['rps']:,.0f} req/s, p50 {result['p50_ms']} ms, p99 {result['p99_ms']} ms, "
+        f"errors {result['errors']}")
+    return result
+
+
+def ratios(results: dict) -> dict:
+    ingest, read = results["ingest"], results["read"]
+    return {"ratios": {
+        "ingest_vs_validate_ceiling": round(ingest["orders_per_s"] / ingest["ceiling_validate_per_s"], 3),
+        "ingest_vs_store_ceiling": round(ingest["orders_per_s"] / ingest["ceiling_store_per_s"], 3),
+        "cached_vs_ceiling": round(read["cached"]["rps"] / read["ceiling"]["rps"], 3),
+        "cold_vs_ceiling": round(read["cold"]["rps"] / read["ceiling"]["rps"], 3),
+    }}
+
+
+def machine() -> dict:
+    meminfo = Path("/proc/meminfo").read_text()
+    total_kb = int(re.search(r"MemTotal:\s+(\d+)", meminfo).group(1))
+    return {"cores": os.cpu_count(), "memory_gb": round(total_kb / 2**20, 1),
+            "python": platform.python_version(), "platform": platform.platform()}
+
+
+def git_commit() -> str:
+    out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True)
+    return out.stdout.strip() or "unknown"

@@ -1,0 +1,33 @@
+"""A tiny run of the benchmark code (300 orders, 2 s of load per case) so that `make bench` can't rot."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from tests.service import ROOT
+
+pytestmark = pytest.mark.slow
+
+REQUIRED = [
+    "ingest.orders", "ingest.orders_per_s", "ingest.ceiling_validate_per_s", "ingest.ceiling_store_per_s",
+    "ingest.peak_rss_mb", "read.cached.rps", "read.cached.p50_ms", "read.cached.p99_ms", "read.cold.rps",
+    "read.cold.p99_ms", "read.missing.rps", "read.ceiling.rps", "machine.cores", "machine.memory_gb",
+]
+
+
+def test_the_benchmark_runs_end_to_end_and_reports_every_figure(tmp_path, kafka_bootstrap, database_url):
+    run = subprocess.run([sys.executable, "-m", "bench", "--smoke", "--out", str(tmp_path)], cwd=ROOT,
+                         capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    results = json.loads((tmp_path / "latest.json").read_text())
+    for dotted in REQUIRED:
+        value = results
+        for part in dotted.split("."):
+            value = value[part]
+        assert isinstance(value, int | float) and not isinstance(value, bool) and value > 0, dotted
+    assert results["read"]["cached"]["errors"] == 0
+    assert len(results["commit"]) == 40 and results["date"]
+    assert (tmp_path / "ingest.png").stat().st_size > 0 and (tmp_path / "latency.png").stat().st_size > 0
+    assert "| measure | service |" in (tmp_path / "latest.md").read_text()
