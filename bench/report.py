@@ -38,6 +38,9 @@ def markdown_table(results: dict) -> str:
         ("unknown ids, remembered misses (req/s)", f"{read['missing']['rps']:,.0f}", "", ""),
         ("peak RSS of the service during ingest (MiB)", f"{ingest['peak_rss_mb']:.0f}", "", ""),
         (f"cache warm-up, {read['warmup_orders']:,} orders (s)", f"{read['warmup_s']:.2f}", "", ""),
+        ("Cerberus validation, 1 / 20 items (µs per order)",
+         f"{results['validation']['us_per_order_1_items']:.0f} / "
+         f"{results['validation']['us_per_order_20_items']:.0f}", "", ""),
     ]
     lines = [
         f"Run of {results['date']} at commit `{results['commit'][:10]}` on {machine['cores']} cores, "

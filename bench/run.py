@@ -73,6 +73,7 @@ def run(settings: Settings) -> dict[str, Any]:
         migrate(store_database)
         values = seed_topic(settings, topics, work, say)
         results: dict[str, Any] = {"ingest": {"orders": settings.orders}}
+        results["validation"] = validation_cost(say)
         results["ingest"]["ceiling_validate_per_s"] = validate_ceiling(values, say)
         results["ingest"]["ceiling_store_per_s"] = store_ceiling(store_database, values, settings, say)
         results["ingest"].update(measure_ingest(database, topics, settings, work, say))
@@ -110,6 +111,24 @@ def seed_topic(settings: Settings, topics, work: Path, say: Progress) -> list[by
     first_id = ids_file.read_text().split("\n", 1)[0]
     assert json.loads(values[0])["order_uid"] == first_id, "the rebuilt orders differ from the seeded ones"
     return values
+
+
+def validation_cost(say: Progress, rounds: int = 2000) -> dict[str, float]:
+    """µs to validate one order (already decoded) with 1 and with 20 items, on one thread."""
+    from app.validation import validate_order
+
+    example = json.loads((ROOT.parent / "shared" / "contract" / "order.example.json").read_text())
+    costs = {}
+    for items in (1, 20):
+        order = {**example, "items": example["items"] * items}
+        assert validate_order(order) == {}
+        started = time.perf_counter()
+        for _ in range(rounds):
+            validate_order(order)
+        costs[f"us_per_order_{items}_items"] = round((time.perf_counter() - started) / rounds * 1e6, 1)
+    say(f"validation: {costs['us_per_order_1_items']} µs per order with 1 item, "
+        f"{costs['us_per_order_20_items']} µs with 20")
+    return costs
 
 
 def _validate_share(args: tuple[int, int]) -> int:
