@@ -35,3 +35,6 @@ def configure_logging(app: Flask) -> None:
             handler.addFilter(KafkaLogThrottle())
     # kafka-python logs every connection at INFO; its warnings and errors are what matter.
     logging.getLogger("kafka").setLevel(logging.WARNING)
+    # The fetcher logs an ERROR for the fetch that close() cancels on every clean shutdown; real
+    # fetch trouble also shows in kafka.conn and kafka.client, which stay at WARNING.
+    logging.getLogger("kafka.consumer.fetcher").setLevel(logging.CRITICAL)
