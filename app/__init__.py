@@ -28,10 +28,14 @@ def create_app(config_class: type = Config, overrides: dict[str, Any] | None = N
     from app.metrics import init_metrics
     from app.openapi import init_openapi
     from app.orders import bp as orders_bp
+    from app.security import init_security_headers
+    from app.web import bp as web_bp
 
     app.register_blueprint(health_bp)
     app.register_blueprint(orders_bp)
+    app.register_blueprint(web_bp)
     register_error_handlers(app)
+    init_security_headers(app)
     init_metrics(app)
     init_openapi(app)
 

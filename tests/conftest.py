@@ -1,9 +1,7 @@
 """Fixtures against the real services started by `make infra`: a PostgreSQL database and Kafka topics
 of the tests' own, created here and dropped afterwards. The `orders` database is never touched."""
 
-import json
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import psycopg2
@@ -13,9 +11,7 @@ from flask import Flask
 from app import create_app
 from app.extensions import db
 from config import Config, TestConfig
-from tests.helpers import create_database, drop_database
-
-CONTRACT_DIR = Path(__file__).resolve().parents[2] / "shared" / "contract"
+from tests.helpers import contract_example, create_database, drop_database
 
 
 @pytest.fixture(scope="session")
@@ -62,7 +58,7 @@ def empty_db(app_ctx: Flask) -> Flask:
 @pytest.fixture
 def example_order() -> dict[str, Any]:
     """A fresh copy of the contract's canonical example, free to modify."""
-    return json.loads((CONTRACT_DIR / "order.example.json").read_text())
+    return contract_example()
 
 
 @pytest.fixture(scope="session")

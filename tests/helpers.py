@@ -1,8 +1,10 @@
 """Helpers the tests use to drive and inspect the real Kafka and PostgreSQL."""
 
+import json
 import time
 import uuid
 from dataclasses import dataclass
+from pathlib import Path
 
 import psycopg2
 from flask import Flask
@@ -14,6 +16,14 @@ from sqlalchemy.engine import make_url
 from app.extensions import db
 from app.ingest.dead_letters import KAFKA_API_VERSION
 from app.orders.models import orders_table
+
+# The contract lives beside the repository (../shared), as on every machine and in CI.
+CONTRACT_DIR = Path(__file__).resolve().parents[2] / "shared" / "contract"
+
+
+def contract_example() -> dict:
+    """A fresh copy of the contract's canonical example order."""
+    return json.loads((CONTRACT_DIR / "order.example.json").read_text())
 
 
 @dataclass(frozen=True)

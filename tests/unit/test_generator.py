@@ -15,6 +15,7 @@ from app.seed.generator import (
     encode,
     invalid_record,
 )
+from tests.helpers import contract_example
 
 UID = re.compile(r"[A-Za-z0-9_-]{1,64}\Z")
 PHONE = re.compile(r"\+?[0-9]{5,20}\Z")
@@ -51,8 +52,7 @@ def test_orders_are_consistent_per_contract() -> None:
 
 
 def test_field_order_follows_the_example() -> None:
-    with open("/work/shared/contract/order.example.json", encoding="utf-8") as handle:
-        example = json.load(handle)
+    example = contract_example()
     order = OrderFactory(4).order()
     assert list(order) == list(example)
     assert list(order["delivery"]) == list(example["delivery"])

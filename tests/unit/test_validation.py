@@ -2,18 +2,15 @@
 field path. Pure logic, so no services are needed."""
 
 import copy
-import json
 import threading
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from app.validation import parse_rfc3339, validate_order
+from tests.helpers import contract_example
 
-EXAMPLE = json.loads(
-    (Path(__file__).resolve().parents[3] / "shared" / "contract" / "order.example.json").read_text()
-)
+EXAMPLE = contract_example()
 INT64_MAX = 2**63 - 1
 
 
