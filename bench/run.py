@@ -26,6 +26,7 @@ from app.orders.store import save_orders
 from app.seed.generator import OrderFactory, encode
 from config import Config
 from tests.helpers import (
+    admin,
     committed_offsets,
     create_database,
     create_topics,
@@ -176,11 +177,13 @@ def measure_ingest(database: str, topics, settings: Settings, work: Path, say: P
     service = Service(env, work / "ingest.log").start()
     timeline: list[tuple[float, int]] = []
     peak_rss = 0
+    kafka_admin = admin(topics.bootstrap)
     started = time.monotonic()
     try:
         def sample() -> bool:
             nonlocal peak_rss
-            committed = sum(committed_offsets(topics.bootstrap, topics.group, topics.orders).values())
+            committed = sum(committed_offsets(topics.bootstrap, topics.group, topics.orders,
+                                              kafka_admin).values())
             timeline.append((time.monotonic() - started, committed))
             peak_rss = max(peak_rss, service.rss_bytes())
             if len(timeline) % 20 == 0:
@@ -190,6 +193,7 @@ def measure_ingest(database: str, topics, settings: Settings, work: Path, say: P
         wait_until(sample, 600, "the service committed every order", interval_s=0.25)
     finally:
         service.stop()
+        kafka_admin.close()
     first = next(i for i, (_, count) in enumerate(timeline) if count > 0)
     (t_first, count_first), (t_last, count_last) = timeline[first], timeline[-1]
     rate = (count_last - count_first) / (t_last - t_first) if t_last > t_first else float(count_last)

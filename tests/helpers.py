@@ -104,12 +104,16 @@ def read_all(bootstrap: str, topic: str, timeout_s: float = 30) -> list:
     return records
 
 
-def committed_offsets(bootstrap: str, group: str, topic: str) -> dict[TopicPartition, int]:
-    client = admin(bootstrap)
+def committed_offsets(bootstrap: str, group: str, topic: str,
+                      client: KafkaAdminClient | None = None) -> dict[TopicPartition, int]:
+    """The group's committed offsets on `topic`; pass `client` to reuse one admin connection."""
+    own = client is None
+    client = client or admin(bootstrap)
     try:
         offsets = client.list_consumer_group_offsets(group)
     finally:
-        client.close()
+        if own:
+            client.close()
     return {tp: meta.offset for tp, meta in offsets.items() if tp.topic == topic}
 
 

@@ -3,7 +3,9 @@ hit does no database work and no re-encoding. Orders are immutable, so a cached 
 stale; unknown ids are remembered briefly so a flood of them doesn't become a flood of queries."""
 
 import hashlib
+import heapq
 import json
+import time
 from collections.abc import Iterable
 from typing import Any, NamedTuple
 
@@ -24,17 +26,38 @@ class CachedOrder(NamedTuple):
         return cls(body, hashlib.blake2b(body, digest_size=12).hexdigest())
 
 
+class _BulkEvictingCache(SimpleCache):
+    """SimpleCache whose eviction works in bulk.
+
+    cachelib's own `_prune`, once the cache is full, scans and sorts every entry on every `set` to
+    drop a single one: at 20,000 entries that is milliseconds per write, and ingest slowed from
+    ~2,000 to ~300 orders/s when the caches filled up (make bench). Here a full cache drops what
+    has expired and then the tenth of its entries that expire first, so the cost is paid once per
+    `threshold / 10` writes.
+    """
+
+    def _prune(self) -> None:
+        if len(self._cache) < self._threshold:
+            return
+        self._remove_expired(time.time())
+        excess = len(self._cache) - int(self._threshold * 0.9)
+        if excess > 0:
+            oldest = heapq.nsmallest(excess, self._cache.items(), key=lambda item: item[1][0])
+            for key, _ in oldest:
+                self._cache.pop(key, None)
+
+
 class OrderCache:
     """cachelib's SimpleCache (thread-safe from 0.15) behind an order-shaped interface."""
 
     def __init__(self) -> None:
-        self._cache = SimpleCache(threshold=0)
+        self._cache: SimpleCache = _BulkEvictingCache(threshold=0)
         self._miss_ttl = 1
         self.enabled = False
 
     def init_app(self, app: Flask) -> None:
         self.enabled = app.config["CACHE_THRESHOLD"] > 0
-        self._cache = SimpleCache(
+        self._cache = _BulkEvictingCache(
             threshold=max(app.config["CACHE_THRESHOLD"], 1),
             default_timeout=app.config["CACHE_TTL"],
         )
