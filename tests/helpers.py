@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import psycopg2
+import psycopg2.errors
 from flask import Flask
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import NewTopic
@@ -167,5 +168,16 @@ def create_database(server_url: str, prefix: str) -> str:
     return make_url(server_url).set(database=name).render_as_string(hide_password=False)
 
 
-def drop_database(url: str) -> None:
-    _admin_execute(url, f'DROP DATABASE IF EXISTS "{make_url(url).database}" WITH (FORCE)')
+def drop_database(url: str, timeout_s: float = 30) -> None:
+    """Drop the database, waiting out an autovacuum worker in it: WITH (FORCE) may not end a
+    superuser's process, so the drop is retried until the worker is done."""
+    statement = f'DROP DATABASE IF EXISTS "{make_url(url).database}" WITH (FORCE)'
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            _admin_execute(url, statement)
+            return
+        except (psycopg2.errors.InsufficientPrivilege, psycopg2.errors.ObjectInUse):
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
