@@ -200,3 +200,28 @@ def test_counts_stay_exact_under_redelivery(ingest_app, topics, run_consumer):
     assert sorted(uids) == sorted(o["order_uid"] for o in orders)
     with ingest_app.app_context():
         assert db.session.scalar(select(func.count()).select_from(orders_table)) == 1500
+
+
+def test_an_unexpected_error_restarts_the_consumer_instead_of_killing_it(ingest_app, topics):
+    orders = list(OrderFactory(seed=17).orders(200))
+    keyed = [(o["order_uid"].encode(), encode(o)) for o in orders]
+    failures = []
+
+    def flaky_cache(stored: list[dict]) -> None:
+        if not failures:
+            failures.append("raised")
+            raise RuntimeError("a bug after the commit")
+
+    consumer = OrderConsumer(ingest_app, on_stored=flaky_cache)
+    thread = threading.Thread(target=consumer.run, name="test-consumer")
+    thread.start()
+    try:
+        produce(topics.bootstrap, topics.orders, keyed[:100])
+        wait_until(lambda: failures, 30, "the callback raised")
+        produce(topics.bootstrap, topics.orders, keyed[100:])
+        wait_until(lambda: all_committed(topics), 60, "the restarted consumer committed everything")
+        assert sorted(stored_uids(ingest_app)) == sorted(o["order_uid"] for o in orders)
+        assert thread.is_alive()
+    finally:
+        consumer.stop()
+        thread.join(timeout=30)

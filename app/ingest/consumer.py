@@ -126,15 +126,19 @@ class OrderConsumer:
         self.stop_event.set()
 
     def run(self) -> None:
-        """Connect (waiting for Kafka if it is down), then consume until stopped."""
-        try:
-            if self._connect():
-                self._consume()
-        except Exception:
-            log.exception("the consumer stopped on an unexpected error")
-            raise
-        finally:
-            self._close()
+        """Connect (waiting for Kafka if it is down), then consume until stopped. An unexpected
+        error closes the client and starts again from the committed offsets after a backoff: the
+        worker never goes on serving with its consumer silently gone."""
+        while not self.stop_event.is_set():
+            try:
+                if self._connect():
+                    self._consume()
+            except Exception as exc:
+                log.exception("the consumer failed; it restarts from the committed offsets")
+                self._start_outage(f"unexpected {exc.__class__.__name__}")
+                self.stop_event.wait(self._backoff.next_delay())
+            finally:
+                self._close()
 
     def _connect(self) -> bool:
         while not self.stop_event.is_set():
