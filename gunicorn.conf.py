@@ -16,11 +16,11 @@ os.environ.setdefault(
 )
 
 bind = f"{os.environ.get('HOST', '0.0.0.0')}:{os.environ.get('PORT', '8080')}"
-# Defaults chosen by measurement (cached GET /order/<id>, wrk 64 connections, 2-core machine,
-# 2026-11-25): gthread with 2 workers × 4 threads gave 5,506 req/s (p99 32 ms); 1 thread 1,935,
-# 2 threads 3,862, 8 threads 4,920 (p99 277 ms), 16 threads 4,305; 4 workers 5,050 (p99 283 ms);
-# sync workers 4,918 (no keep-alive). One worker per core, and a few threads so a worker keeps
-# serving while its consumer thread or a slow query holds it.
+# Defaults chosen by measurement: cached GET /order/<id>, wrk 64 connections × 15 s, 2-core
+# machine, 2026-11-25, with the cache-hit fast path. gthread 2 workers × 4 threads: 14,135 req/s,
+# p99 15.6 ms; × 2 threads: 11,052 (p99 13.7); × 8 threads: 14,630 (p99 17.4); 4 workers × 4:
+# 10,070 (p99 26.4); sync × 2: 12,539 (p99 14.9, no keep-alive). One worker per core, and a few
+# threads so a worker keeps answering while its consumer thread or a slow query holds it.
 workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
 worker_class = os.environ.get("GUNICORN_WORKER_CLASS", "gthread")
 threads = int(os.environ.get("GUNICORN_THREADS", "4"))

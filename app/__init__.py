@@ -39,6 +39,10 @@ def create_app(config_class: type = Config, overrides: dict[str, Any] | None = N
     init_metrics(app)
     init_openapi(app)
 
+    from app.orders.fast_path import CachedOrderFastPath
+
+    app.wsgi_app = CachedOrderFastPath(app.wsgi_app)
+
     from app.cli import register_commands
 
     register_commands(app)

@@ -229,3 +229,19 @@ def test_warm_up_loads_the_most_recent_orders(database_url, empty_db):
     for order in newest[:10]:
         assert json.loads(order_cache.lookup(order["order_uid"]).body) == served_form(order)
     assert order_cache.lookup(newest[10]["order_uid"]) is None
+
+
+def test_a_cache_hit_is_answered_alike_by_the_fast_path_and_by_flask(client, empty_db, example_order):
+    from werkzeug.test import Client
+    from werkzeug.wrappers import Response as WerkzeugResponse
+
+    save_orders([example_order])
+    path = f"/order/{example_order['order_uid']}"
+    assert client.get(path).headers["X-Order-Source"] == "database"  # fills the cache
+    fast = client.get(path)
+    flask_only = Client(empty_db.wsgi_app.wsgi_app, WerkzeugResponse).get(path)
+    assert fast.status_code == flask_only.status_code == 200
+    assert fast.data == flask_only.data
+    assert sorted(fast.headers.items()) == sorted(flask_only.headers.items())
+    assert fast.headers["X-Order-Source"] == "cache"
+    assert fast.headers["Content-Security-Policy"] and fast.headers["X-Content-Type-Options"] == "nosniff"

@@ -1,0 +1,60 @@
+"""Cache hits of GET /order/<order_uid>, answered before Flask.
+
+A hit needs no database, routing or template: only the cached bytes and their headers. Through
+Flask's request machinery it cost ~95 µs a request, which held the cached rate at 0.36 of a bare
+WSGI app returning the same bytes (make bench). Everything else (misses, malformed ids, HEAD,
+conditional requests, every other route) goes to Flask unchanged, and tests/test_api.py checks that
+both paths answer a hit with the same status, headers and body.
+"""
+
+import time
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from app.cache import CachedOrder, order_cache
+from app.metrics import CACHE_REQUESTS, HTTP_DURATION
+from app.orders.lookup import is_valid_order_uid
+from app.security import SECURITY_HEADERS
+
+ORDER_ROUTE = "/order/<path:order_uid>"
+# Orders never change, so a client or proxy may keep one for a year without asking again.
+IMMUTABLE = "public, max-age=31536000, immutable"
+_PREFIX = "/order/"
+
+
+def hit_headers(order: CachedOrder, source: str) -> list[tuple[str, str]]:
+    """The headers of a 200 answer with an order, whichever path serves it (security headers are
+    added by the app's after_request hook, or below)."""
+    return [
+        ("Content-Type", "application/json"),
+        ("Content-Length", str(len(order.body))),
+        ("ETag", f'"{order.etag}"'),
+        ("Cache-Control", IMMUTABLE),
+        ("X-Order-Source", source),
+    ]
+
+
+class CachedOrderFastPath:
+    """WSGI middleware in front of the Flask app."""
+
+    def __init__(self, wsgi_app: Callable) -> None:
+        self.wsgi_app = wsgi_app
+        self._duration = HTTP_DURATION.labels(ORDER_ROUTE, "GET", "200")
+        self._hits = CACHE_REQUESTS.labels("hit")
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable) -> Iterable[bytes]:
+        started = time.perf_counter()
+        path = environ.get("PATH_INFO", "")
+        if (
+            path.startswith(_PREFIX)
+            and environ.get("REQUEST_METHOD") == "GET"
+            and "HTTP_IF_NONE_MATCH" not in environ
+            and is_valid_order_uid(order_uid := path[len(_PREFIX):])
+        ):
+            cached = order_cache.lookup(order_uid)
+            if isinstance(cached, CachedOrder):
+                self._hits.inc()
+                start_response("200 OK", [*hit_headers(cached, "cache"), *SECURITY_HEADERS.items()])
+                self._duration.observe(time.perf_counter() - started)
+                return [cached.body]
+        return self.wsgi_app(environ, start_response)
