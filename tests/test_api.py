@@ -10,7 +10,8 @@ from openapi_spec_validator import validate as validate_openapi
 from app import create_app
 from app.cache import order_cache
 from app.cache.warmup import warm_cache
-from app.orders.store import save_orders, served_form
+from app.documents import served_form
+from app.orders.store import save_orders
 from app.seed.generator import OrderFactory
 from config import TestConfig
 from tests.helpers import wait_until
@@ -205,18 +206,12 @@ def test_the_openapi_order_schema_agrees_with_cerberus(spec):
     for case, path, value, _ in REJECTIONS:
         if path == "date_created":
             continue  # served dates are normalised, so the document's date rule is the served one
-        if conforms(spec, "Order", served_form_or_raw(with_change(path, value))) == []:
+        # The example's date is already in the served form, so the changed order is checked as is.
+        if conforms(spec, "Order", with_change(path, value)) == []:
             disagreements.append(case)
     # JSON Schema can't say these; the document says them in its descriptions instead.
     inexpressible = {"amount as float", "NUL in a string", "lone surrogate"}
     assert set(disagreements) == inexpressible, "rejected by Cerberus but allowed by the OpenAPI schema"
-
-
-def served_form_or_raw(order: dict) -> dict:
-    try:
-        return served_form(order)
-    except (ValueError, KeyError, TypeError):
-        return order
 
 
 def test_warm_up_loads_the_most_recent_orders(database_url, empty_db):

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from app.orders.store import served_form
+from app.documents import served_form
 from app.seed.generator import OrderFactory, encode
 from tests.helpers import all_committed, committed_offsets, produce, read_all, stored_uids, wait_until
 from tests.service import Service, service_env

@@ -1,6 +1,7 @@
 """save_orders / get_order against the real PostgreSQL."""
 
 import copy
+import json
 import random
 import threading
 
@@ -8,9 +9,11 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
+from app.cache import CachedOrder
+from app.documents import served_form
 from app.extensions import db
 from app.orders.models import items_table, orders_table
-from app.orders.store import SaveOutcome, get_order, save_orders, served_form
+from app.orders.store import SaveOutcome, get_order, save_orders
 from app.seed.generator import OrderFactory, edge_case_order
 from app.validation import validate_order
 
@@ -128,3 +131,18 @@ def test_a_failed_batch_writes_nothing(empty_db, example_order):
     with pytest.raises(IntegrityError):
         save_orders([good, bad])
     assert count_rows() == (0, 0)
+
+
+def test_key_order_does_not_change_the_served_bytes_or_the_duplicate_check(empty_db, example_order):
+    """A producer may write the fields in any order: the consumer's cache copy and a copy read
+    back from PostgreSQL must be the same bytes (same ETag), and a reordered redelivery is a
+    duplicate."""
+    reordered = {key: example_order[key] for key in reversed(list(example_order))}
+    payment = example_order["payment"]
+    reordered["payment"] = {key: payment[key] for key in reversed(list(payment))}
+    assert save_orders([reordered]) == [SaveOutcome.STORED]
+    written_through = CachedOrder.from_document(served_form(reordered))
+    read_through = CachedOrder.from_document(get_order(example_order["order_uid"]))
+    assert written_through == read_through
+    assert list(json.loads(read_through.body)) == list(example_order)
+    assert save_orders([example_order]) == [SaveOutcome.DUPLICATE]

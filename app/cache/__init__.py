@@ -4,13 +4,14 @@ stale; unknown ids are remembered briefly so a flood of them doesn't become a fl
 
 import hashlib
 import heapq
-import json
 import time
 from collections.abc import Iterable
 from typing import Any, NamedTuple
 
 from cachelib import SimpleCache
 from flask import Flask
+
+from app.documents import encode_document
 
 _MISSING = "missing"
 
@@ -21,7 +22,7 @@ class CachedOrder(NamedTuple):
 
     @classmethod
     def from_document(cls, document: dict[str, Any]) -> "CachedOrder":
-        body = json.dumps(document, ensure_ascii=False, separators=(",", ":")).encode()
+        body = encode_document(document)
         # Unquoted, as werkzeug's ETags and set_etag expect it.
         return cls(body, hashlib.blake2b(body, digest_size=12).hexdigest())
 

@@ -11,8 +11,8 @@ import threading
 from flask import Flask
 
 from app.cache import order_cache
+from app.documents import served_form
 from app.ingest.consumer import OrderConsumer
-from app.orders.store import served_form
 
 log = logging.getLogger(__name__)
 

@@ -3,7 +3,6 @@
 import base64
 import binascii
 import hashlib
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -13,6 +12,7 @@ from typing import Any
 from sqlalchemy import Select, func, insert, select, tuple_
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
+from app.documents import encode_document, format_utc, served_form
 from app.extensions import db
 from app.orders.models import NESTED_GROUPS, TOP_LEVEL_FIELDS, items_table, orders_table
 from app.validation import parse_rfc3339
@@ -27,19 +27,10 @@ class SaveOutcome(StrEnum):
     CONFLICT = "conflict"
 
 
-def format_utc(moment: datetime) -> str:
-    """The contract's served form of a date: YYYY-MM-DDTHH:MM:SS[.ffffff]Z in UTC."""
-    return moment.astimezone(UTC).replace(tzinfo=None).isoformat() + "Z"
-
-
-def served_form(order: dict[str, Any]) -> dict[str, Any]:
-    """A valid incoming order as `get_order` will return it: only date_created changes."""
-    return {**order, "date_created": format_utc(parse_rfc3339(order["date_created"]))}
-
-
-def content_hash(served: dict[str, Any]) -> bytes:
-    canonical = json.dumps(served, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
-    return hashlib.sha256(canonical.encode()).digest()
+def content_hash(order: dict[str, Any]) -> bytes:
+    """SHA-256 of the order's served bytes: equal for a redelivery (even in another key order or
+    date offset), different for any other content."""
+    return hashlib.sha256(encode_document(served_form(order))).digest()
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,7 +42,7 @@ class _Prepared:
 
 
 def _prepare(order: dict[str, Any]) -> _Prepared:
-    digest = content_hash(served_form(order))
+    digest = content_hash(order)
     row = {name: order[name] for name in TOP_LEVEL_FIELDS}
     row["date_created"] = parse_rfc3339(order["date_created"])
     for group in NESTED_GROUPS:
