@@ -1,6 +1,7 @@
 """Fixtures against the real services started by `make infra`: a PostgreSQL database and Kafka topics
 of the tests' own, created here and dropped afterwards. The `orders` database is never touched."""
 
+import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -10,6 +11,7 @@ from flask import Flask
 
 from app import create_app
 from app.extensions import db
+from app.ingest.consumer import OrderConsumer
 from config import Config, TestConfig
 from tests.helpers import contract_example, create_database, drop_database
 
@@ -99,3 +101,30 @@ def ingest_app(database_url, topics, empty_db) -> Flask:
     })
 
 
+class RunningConsumer:
+    """An OrderConsumer on a thread of the test, as a gunicorn worker runs one."""
+
+    def __init__(self, app: Flask) -> None:
+        self.cached: list[dict] = []
+        self.consumer = OrderConsumer(app, on_stored=self.cached.extend)
+        self.thread = threading.Thread(target=self.consumer.run, name="test-consumer")
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.consumer.stop()
+        self.thread.join(timeout=30)
+        assert not self.thread.is_alive(), "the consumer did not stop within 30 s"
+
+
+@pytest.fixture
+def run_consumer(ingest_app):
+    """Start consumers on this test's topics; all are stopped (and must stop) at the end."""
+    started: list[RunningConsumer] = []
+
+    def start() -> RunningConsumer:
+        started.append(RunningConsumer(ingest_app))
+        return started[-1]
+
+    yield start
+    for running in started:
+        running.stop()

@@ -5,8 +5,6 @@ import random
 import threading
 from collections import Counter
 
-import pytest
-from flask import Flask
 from sqlalchemy import func, select
 from sqlalchemy.engine import make_url
 
@@ -25,32 +23,6 @@ from tests.helpers import (
     stored_uids,
     wait_until,
 )
-
-
-class RunningConsumer:
-    def __init__(self, app: Flask) -> None:
-        self.cached: list[dict] = []
-        self.consumer = OrderConsumer(app, on_stored=self.cached.extend)
-        self.thread = threading.Thread(target=self.consumer.run, name="test-consumer")
-        self.thread.start()
-
-    def stop(self) -> None:
-        self.consumer.stop()
-        self.thread.join(timeout=30)
-        assert not self.thread.is_alive(), "the consumer did not stop within 30 s"
-
-
-@pytest.fixture
-def run_consumer(ingest_app):
-    started: list[RunningConsumer] = []
-
-    def start() -> RunningConsumer:
-        started.append(RunningConsumer(ingest_app))
-        return started[-1]
-
-    yield start
-    for running in started:
-        running.stop()
 
 
 def headers_of(record) -> dict[str, str]:
