@@ -9,8 +9,10 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import Select, func, insert, select, tuple_
-from sqlalchemy.dialects.postgresql import insert as pg_insert
+import psycopg2
+from psycopg2.extras import execute_values
+from sqlalchemy import Select, func, select, tuple_
+from sqlalchemy.exc import DBAPIError
 
 from app.documents import encode_document, format_utc, served_form
 from app.extensions import db
@@ -36,19 +38,28 @@ def content_hash(order: dict[str, Any]) -> bytes:
 @dataclass(frozen=True, slots=True)
 class _Prepared:
     uid: str
-    row: dict[str, Any]
+    row: tuple[Any, ...]
     items: list[dict[str, Any]]
     digest: bytes
 
 
+_ORDER_COLUMNS = [
+    *TOP_LEVEL_FIELDS,
+    *(f"{group}_{name}" for group, schema in NESTED_GROUPS.items() for name in schema),
+    "content_hash",
+]
+_INSERT_ORDERS = (
+    f"INSERT INTO {orders_table.name} ({', '.join(_ORDER_COLUMNS)}) VALUES %s "
+    "ON CONFLICT (order_uid) DO NOTHING RETURNING id, order_uid"
+)
+
+
 def _prepare(order: dict[str, Any]) -> _Prepared:
+    """The order's row for `orders`, as a tuple in _ORDER_COLUMNS' order."""
     digest = content_hash(order)
-    row = {name: order[name] for name in TOP_LEVEL_FIELDS}
-    row["date_created"] = parse_rfc3339(order["date_created"])
-    for group in NESTED_GROUPS:
-        row.update({f"{group}_{name}": value for name, value in order[group].items()})
-    row["content_hash"] = digest
-    return _Prepared(order["order_uid"], row, order["items"], digest)
+    top = [parse_rfc3339(order[name]) if name == "date_created" else order[name] for name in TOP_LEVEL_FIELDS]
+    nested = [order[group][name] for group, schema in NESTED_GROUPS.items() for name in schema]
+    return _Prepared(order["order_uid"], (*top, *nested, digest), order["items"], digest)
 
 
 def save_orders(orders: Sequence[dict[str, Any]]) -> list[SaveOutcome]:
@@ -78,23 +89,38 @@ def _insert_new(candidates: list[_Prepared]) -> dict[str, int]:
     # Sorted by uid so that two overlapping batches lock rows in the same order (no deadlock).
     if not candidates:
         return {}
-    statement = (
-        pg_insert(orders_table)
-        .on_conflict_do_nothing(index_elements=["order_uid"])
-        .returning(orders_table.c.id, orders_table.c.order_uid)
-    )
-    result = db.session.execute(statement, [entry.row for entry in candidates])
-    return {uid: order_id for order_id, uid in result}
+    rows = _execute_values(_INSERT_ORDERS, [entry.row for entry in candidates], fetch=True)
+    return {uid: order_id for order_id, uid in rows}
+
+
+def _execute_values(statement: str, rows: list[tuple], fetch: bool = False) -> list[tuple]:
+    """psycopg2's execute_values on the session's own connection (so in its transaction), with
+    psycopg2's errors raised as SQLAlchemy's (IntegrityError, OperationalError...) like any query.
+
+    The batch inserts bypass SQLAlchemy's per-row parameter handling, which cost more than
+    PostgreSQL's own work on the rows: save_orders went from 3,085 to 5,306 orders/s (20,000
+    generated orders in batches of 500).
+    """
+    cursor = db.session.connection().connection.cursor()
+    try:
+        # 1,000 rows a statement bounds its size (an order may carry 1,000 items of long text).
+        return execute_values(cursor, statement, rows, page_size=1000, fetch=fetch)
+    except psycopg2.Error as exc:
+        raise DBAPIError.instance(statement, None, exc, psycopg2.Error) from exc
+
+
+_ITEM_COLUMNS = ["order_id", "position", *ITEM_FIELDS]
+_INSERT_ITEMS = f"INSERT INTO {items_table.name} ({', '.join(_ITEM_COLUMNS)}) VALUES %s"
 
 
 def _insert_items(first_by_uid: dict[str, _Prepared], stored_ids: dict[str, int]) -> None:
     rows = [
-        {"order_id": order_id, "position": position, **item}
+        (order_id, position, *(item[field] for field in ITEM_FIELDS))
         for uid, order_id in stored_ids.items()
         for position, item in enumerate(first_by_uid[uid].items)
     ]
     if rows:
-        db.session.execute(insert(items_table), rows)
+        _execute_values(_INSERT_ITEMS, rows)
 
 
 def _stored_hashes(uids: list[str]) -> dict[str, bytes]:
