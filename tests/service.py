@@ -5,7 +5,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -110,6 +109,3 @@ def service_env(database_url: str, topics, **extra: str) -> dict[str, str]:
         **extra,
     }
 
-
-def elapsed_since(start: float) -> float:
-    return time.monotonic() - start
