@@ -64,15 +64,35 @@ def delete_topics(topics: TestTopics) -> None:
         client.close()
 
 
-def produce(bootstrap: str, topic: str, records: list[tuple[bytes | None, bytes | None]]) -> None:
+def produce(bootstrap: str, topic: str, records: list[tuple[bytes | None, bytes | None]],
+            per_second: float | None = None) -> None:
+    """Produce and wait for every acknowledgement; with `per_second`, as a paced stream."""
     producer = KafkaProducer(bootstrap_servers=bootstrap, api_version=KAFKA_API_VERSION, acks="all",
                              max_request_size=3 * 1024 * 1024)
+    started = time.monotonic()
     try:
-        for key, value in records:
+        for index, (key, value) in enumerate(records):
+            if per_second and index % 100 == 0:
+                # Pacing the stream (the scenario), not waiting for anything.
+                time.sleep(max(0.0, started + index / per_second - time.monotonic()))
             producer.send(topic, key=key, value=value)
         producer.flush(timeout=30)
     finally:
         producer.close()
+
+
+class BackgroundStream:
+    """`produce` on a thread, so that a test can act while the stream is still flowing."""
+
+    def __init__(self, bootstrap: str, topic: str, records: list, per_second: float) -> None:
+        import threading
+
+        self.thread = threading.Thread(target=produce, args=(bootstrap, topic, records, per_second))
+        self.thread.start()
+
+    def join(self, timeout_s: float = 60) -> None:
+        self.thread.join(timeout_s)
+        assert not self.thread.is_alive(), "the stream did not finish producing"
 
 
 def end_offsets(bootstrap: str, topic: str) -> dict[TopicPartition, int]:

@@ -10,7 +10,15 @@ import pytest
 
 from app.documents import served_form
 from app.seed.generator import OrderFactory, encode
-from tests.helpers import all_committed, committed_offsets, produce, read_all, stored_uids, wait_until
+from tests.helpers import (
+    BackgroundStream,
+    all_committed,
+    committed_offsets,
+    produce,
+    read_all,
+    stored_uids,
+    wait_until,
+)
 from tests.service import Service, service_env
 
 pytestmark = pytest.mark.slow
@@ -27,6 +35,14 @@ def services(tmp_path):
     yield start
     for service in started:
         service.kill()
+
+
+def stream_orders(topics, count: int, seed: int,
+                  per_second: float = 1500) -> tuple[list[dict], BackgroundStream]:
+    """Orders produced as a paced stream in the background, so a test can act in its middle."""
+    orders = list(OrderFactory(seed=seed).orders(count))
+    records = [(o["order_uid"].encode(), encode(o)) for o in orders]
+    return orders, BackgroundStream(topics.bootstrap, topics.orders, records, per_second)
 
 
 def produce_orders(topics, count: int, seed: int) -> list[dict]:
@@ -54,13 +70,15 @@ def test_orders_flow_from_kafka_to_http(ingest_app, topics, database_url, servic
 
 
 def test_a_killed_worker_loses_nothing(ingest_app, topics, database_url, services):
-    orders = produce_orders(topics, 6000, seed=32)
     service = services(service_env(database_url, topics))
-    wait_until(lambda: 0 < len(stored_uids(ingest_app)) < len(orders), 60, "ingest is under way")
+    orders, stream = stream_orders(topics, 6000, seed=32)
+    wait_until(lambda: len(stored_uids(ingest_app)) > 0, 60, "ingest is under way")
     victim = service.worker_pids()[0]
     os.kill(victim, signal.SIGKILL)
+    assert stream.thread.is_alive(), "the worker must die in the middle of the stream"
     wait_until(lambda: victim not in service.worker_pids() and len(service.worker_pids()) == 2, 30,
                "the master replaced the killed worker")
+    stream.join()
     wait_until(lambda: all_committed(topics), 120, "the service consumed the whole topic")
     uids = stored_uids(ingest_app)
     assert len(uids) == len(set(uids)) == len(orders)
@@ -69,18 +87,22 @@ def test_a_killed_worker_loses_nothing(ingest_app, topics, database_url, service
 
 
 def test_sigterm_stops_gracefully_and_a_restart_goes_on(ingest_app, topics, database_url, services):
-    orders = produce_orders(topics, 6000, seed=33)
     env = service_env(database_url, topics, GUNICORN_GRACEFUL_TIMEOUT="20")
     service = services(env)
-    wait_until(lambda: 0 < len(stored_uids(ingest_app)) < len(orders), 60, "ingest is under way")
+    orders, stream = stream_orders(topics, 6000, seed=33)
+    wait_until(lambda: len(stored_uids(ingest_app)) > 0, 60, "ingest is under way")
     started = time.monotonic()
     service.signal(signal.SIGTERM)
+    assert stream.thread.is_alive(), "the stop must come in the middle of the stream"
     assert service.wait_exit(timeout_s=20) == 0
     assert time.monotonic() - started < 20
-    # Everything stored was committed before the workers left: nothing stored-but-uncommitted.
+    stream.join()
+    # Nothing was committed that is not stored. (Committed can trail stored: when both workers
+    # leave at once, the first one's departure starts a rebalance that can refuse the other's last
+    # commit; those records are redelivered and found to be duplicates.)
     stored_at_stop = len(stored_uids(ingest_app))
     committed = sum(committed_offsets(topics.bootstrap, topics.group, topics.orders).values())
-    assert committed == stored_at_stop
+    assert 0 < committed <= stored_at_stop
     assert "consumer did not stop" not in service.log()
 
     services(env, name="restarted")
