@@ -63,6 +63,7 @@ class Config:
     CACHE_WARMUP = _env_int("CACHE_WARMUP", 1000)
 
     PORT = _env_int("PORT", 8080)
+    LOG_LEVEL = os.environ.get("LOG_LEVEL", "INFO").upper()
 
 
 class TestConfig(Config):

@@ -30,7 +30,7 @@ class KafkaLogThrottle(logging.Filter):
 def configure_logging(app: Flask) -> None:
     root = logging.getLogger()
     if not root.handlers:
-        logging.basicConfig(level=app.config.get("LOG_LEVEL", "INFO"), format=LOG_FORMAT)
+        logging.basicConfig(level=app.config["LOG_LEVEL"], format=LOG_FORMAT)
         for handler in root.handlers:
             handler.addFilter(KafkaLogThrottle())
     # kafka-python logs every connection at INFO; its warnings and errors are what matter.
