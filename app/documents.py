@@ -17,11 +17,17 @@ def format_utc(moment: datetime) -> str:
 def served_form(order: dict[str, Any]) -> dict[str, Any]:
     """A valid incoming order as `get_order` returns it: the contract's field order whatever
     order the producer wrote, and date_created in UTC. Every value is otherwise unchanged."""
+    return in_contract_order(order, parse_rfc3339(order["date_created"]))
+
+
+def in_contract_order(order: Any, date_created: datetime) -> dict[str, Any]:
+    """`order` (nested mappings: an incoming order, or one assembled from table rows) in the
+    contract's field order, with `date_created` (an instant) in its served UTC form."""
     document: dict[str, Any] = {}
     for name, rules in ORDER_SCHEMA.items():
         value = order[name]
         if name == "date_created":
-            value = format_utc(parse_rfc3339(value))
+            value = format_utc(date_created)
         elif name == "items":
             value = [{field: item[field] for field in ITEM_SCHEMA} for item in value]
         elif rules.get("type") == "dict":

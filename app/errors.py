@@ -12,6 +12,21 @@ from app.extensions import db
 log = logging.getLogger(__name__)
 
 
+RETRY_AFTER_S = 5
+
+
+def first_line(exc: Exception) -> str:
+    """The driver's own message for a database error (SQLAlchemy wraps it in `orig`), first line."""
+    return (str(getattr(exc, "orig", None) or exc).splitlines() or [""])[0]
+
+
+def note_database_outage(exc: OperationalError) -> None:
+    """What every answer to an unreachable PostgreSQL does first: say so once in the log and
+    release the session, whose connection is gone."""
+    log.warning("PostgreSQL unavailable: %s", first_line(exc))
+    db.session.rollback()
+
+
 def json_error(status: int, error: str, message: str):
     response = jsonify(error=error, message=message)
     response.status_code = status
@@ -30,11 +45,10 @@ def register_error_handlers(app: Flask) -> None:
 
     @app.errorhandler(OperationalError)
     def database_unavailable(exc: OperationalError):
-        log.warning("PostgreSQL unavailable: %s", str(exc.orig or exc).splitlines()[0])
-        db.session.rollback()
+        note_database_outage(exc)
         response = json_error(503, "database_unavailable",
                               "PostgreSQL is unavailable right now; retry in a few seconds")
-        response.headers["Retry-After"] = "5"
+        response.headers["Retry-After"] = str(RETRY_AFTER_S)
         return response
 
     @app.errorhandler(Exception)

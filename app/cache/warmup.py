@@ -9,6 +9,7 @@ from flask import Flask
 from sqlalchemy.exc import SQLAlchemyError
 
 from app.cache import order_cache
+from app.errors import first_line
 from app.orders.store import latest_orders
 
 log = logging.getLogger(__name__)
@@ -25,7 +26,7 @@ def warm_cache(app: Flask) -> int:
             documents = latest_orders(size)
     except SQLAlchemyError as exc:
         # Not fatal: reads fall through to PostgreSQL (and fill the cache) once it is back.
-        log.warning("cache warm-up skipped, PostgreSQL unavailable: %s", str(exc).splitlines()[0])
+        log.warning("cache warm-up skipped, PostgreSQL unavailable: %s", first_line(exc))
         return 0
     order_cache.put_documents(documents)
     log.info("cache warmed with %d orders in %.2f s", len(documents), time.perf_counter() - started)

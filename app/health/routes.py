@@ -4,6 +4,7 @@ from flask import current_app, jsonify
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
+from app.errors import first_line
 from app.extensions import db
 from app.health import bp
 
@@ -36,7 +37,7 @@ def _check_postgresql() -> dict:
         return {"ok": True}
     except SQLAlchemyError as exc:
         db.session.rollback()
-        return {"ok": False, "error": str(exc.orig or exc).splitlines()[0]}
+        return {"ok": False, "error": first_line(exc)}
 
 
 def _check_kafka(bootstrap_servers: str) -> dict:

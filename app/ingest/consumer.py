@@ -18,6 +18,7 @@ from kafka.errors import CommitFailedError, KafkaError
 from kafka.structs import OffsetAndMetadata
 from sqlalchemy.exc import DataError, IntegrityError, SQLAlchemyError
 
+from app.errors import first_line
 from app.ingest.dead_letters import KAFKA_API_VERSION, DeadLetterPublisher
 from app.ingest.records import ErrorType, Rejection, decode_order
 from app.metrics import BATCH_DURATION, BATCH_SIZE, CONSUMER_LAG, CONSUMER_WAITING, ORDERS_CONSUMED
@@ -38,6 +39,11 @@ class BatchResult:
     stored: list[dict] = field(default_factory=list)
     duplicates: list[dict] = field(default_factory=list)
     dead_letters: list[tuple[Record, Rejection]] = field(default_factory=list)
+
+    def extend(self, other: "BatchResult") -> None:
+        self.stored += other.stored
+        self.duplicates += other.duplicates
+        self.dead_letters += other.dead_letters
 
 
 class Backoff:
@@ -72,14 +78,11 @@ def store_valid_orders(orders: Sequence[tuple[Record, dict]]) -> BatchResult:
             return result
         middle = len(orders) // 2
         for half in (orders[:middle], orders[middle:]):
-            part = store_valid_orders(half)
-            result.stored += part.stored
-            result.duplicates += part.duplicates
-            result.dead_letters += part.dead_letters
+            result.extend(store_valid_orders(half))
         return result
     except SQLAlchemyError as exc:
-        raise Outage(f"PostgreSQL: {exc.__class__.__name__}: {str(exc).splitlines()[0]}") from exc
-    for (record, order), outcome in zip(orders, outcomes, strict=False):
+        raise Outage(f"PostgreSQL: {exc.__class__.__name__}: {first_line(exc)}") from exc
+    for (record, order), outcome in zip(orders, outcomes, strict=True):
         if outcome is SaveOutcome.STORED:
             result.stored.append(order)
         elif outcome is SaveOutcome.DUPLICATE:

@@ -14,11 +14,11 @@ from psycopg2.extras import execute_values
 from sqlalchemy import Select, func, select, tuple_
 from sqlalchemy.exc import DBAPIError
 
-from app.documents import encode_document, format_utc, served_form
+from app.documents import encode_document, format_utc, in_contract_order
 from app.extensions import db
 from app.orders.models import NESTED_GROUPS, TOP_LEVEL_FIELDS, items_table, orders_table
 from app.validation import parse_rfc3339
-from app.validation.schema import ITEM_SCHEMA, ORDER_SCHEMA
+from app.validation.schema import ITEM_SCHEMA
 
 ITEM_FIELDS = list(ITEM_SCHEMA)
 
@@ -29,12 +29,6 @@ class SaveOutcome(StrEnum):
     CONFLICT = "conflict"
 
 
-def content_hash(order: dict[str, Any]) -> bytes:
-    """SHA-256 of the order's served bytes: equal for a redelivery (even in another key order or
-    date offset), different for any other content."""
-    return hashlib.sha256(encode_document(served_form(order))).digest()
-
-
 @dataclass(frozen=True, slots=True)
 class _Prepared:
     uid: str
@@ -43,11 +37,9 @@ class _Prepared:
     digest: bytes
 
 
-_ORDER_COLUMNS = [
-    *TOP_LEVEL_FIELDS,
-    *(f"{group}_{name}" for group, schema in NESTED_GROUPS.items() for name in schema),
-    "content_hash",
-]
+# Every column but the generated ones, in the table's order, which models.py derives from the schema:
+# top-level fields, then delivery_* and payment_*, then content_hash.
+_ORDER_COLUMNS = [column.name for column in orders_table.columns if column.name not in ("id", "ingested_at")]
 _INSERT_ORDERS = (
     f"INSERT INTO {orders_table.name} ({', '.join(_ORDER_COLUMNS)}) VALUES %s "
     "ON CONFLICT (order_uid) DO NOTHING RETURNING id, order_uid"
@@ -55,9 +47,12 @@ _INSERT_ORDERS = (
 
 
 def _prepare(order: dict[str, Any]) -> _Prepared:
-    """The order's row for `orders`, as a tuple in _ORDER_COLUMNS' order."""
-    digest = content_hash(order)
-    top = [parse_rfc3339(order[name]) if name == "date_created" else order[name] for name in TOP_LEVEL_FIELDS]
+    """The order's row for `orders`, as a tuple in _ORDER_COLUMNS' order. Its content_hash is the
+    SHA-256 of the served bytes: equal for a redelivery (even in another key order or date offset),
+    different for any other content."""
+    moment = parse_rfc3339(order["date_created"])
+    digest = hashlib.sha256(encode_document(in_contract_order(order, moment))).digest()
+    top = [moment if name == "date_created" else order[name] for name in TOP_LEVEL_FIELDS]
     nested = [order[group][name] for group, schema in NESTED_GROUPS.items() for name in schema]
     return _Prepared(order["order_uid"], (*top, *nested, digest), order["items"], digest)
 
@@ -109,7 +104,7 @@ def _execute_values(statement: str, rows: list[tuple], fetch: bool = False) -> l
         raise DBAPIError.instance(statement, None, exc, psycopg2.Error) from exc
 
 
-_ITEM_COLUMNS = ["order_id", "position", *ITEM_FIELDS]
+_ITEM_COLUMNS = [column.name for column in items_table.columns]  # order_id, position, the item fields
 _INSERT_ITEMS = f"INSERT INTO {items_table.name} ({', '.join(_ITEM_COLUMNS)}) VALUES %s"
 
 
@@ -181,17 +176,9 @@ def _documents(order_query: Select) -> list[dict[str, Any]]:
 
 
 def _to_document(row: Any, items: list[Any]) -> dict[str, Any]:
-    document: dict[str, Any] = {}
-    for name in ORDER_SCHEMA:  # the contract's field order
-        if name in NESTED_GROUPS:
-            document[name] = {field: row[f"{name}_{field}"] for field in NESTED_GROUPS[name]}
-        elif name == "items":
-            document[name] = [{field: item[field] for field in ITEM_FIELDS} for item in items]
-        elif name == "date_created":
-            document[name] = format_utc(row[name])
-        else:
-            document[name] = row[name]
-    return document
+    nested = {group: {field: row[f"{group}_{field}"] for field in schema}
+              for group, schema in NESTED_GROUPS.items()}
+    return in_contract_order({**row, **nested, "items": items}, row["date_created"])
 
 
 @dataclass(frozen=True, slots=True)

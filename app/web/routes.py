@@ -12,7 +12,7 @@ from flask import Response, make_response, render_template, request
 from sqlalchemy.exc import OperationalError
 from werkzeug.exceptions import HTTPException
 
-from app.extensions import db
+from app.errors import RETRY_AFTER_S, note_database_outage
 from app.orders.lookup import ORDER_UID_RULE, find_order, is_valid_order_uid
 from app.orders.store import recent_orders
 from app.web import bp
@@ -85,14 +85,13 @@ def http_error(exc: HTTPException) -> Response:
 @bp.errorhandler(OperationalError)
 def database_unavailable(exc: OperationalError) -> Response:
     # The blueprint's Exception handler would otherwise win over the app's JSON 503.
-    log.warning("PostgreSQL unavailable: %s", str(exc.orig or exc).splitlines()[0])
-    db.session.rollback()
+    note_database_outage(exc)
     response = _render(
         "message.html", HTTPStatus.SERVICE_UNAVAILABLE,
         heading="Orders are unavailable right now",
         message="The order database cannot be reached. Please try again in a few seconds.",
     )
-    response.headers["Retry-After"] = "5"
+    response.headers["Retry-After"] = str(RETRY_AFTER_S)
     return response
 
 
