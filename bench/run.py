@@ -134,7 +134,7 @@ def validation_cost(say: Progress, rounds: int = 2000) -> dict[str, float]:
     """µs to validate one order (already decoded) with 1 and with 20 items, on one thread."""
     from app.validation import validate_order
 
-    example = json.loads((ROOT.parent / "shared" / "contract" / "order.example.json").read_text())
+    example = json.loads((ROOT / "docs" / "contract" / "order.example.json").read_text())
     costs = {}
     for items in (1, 20):
         order = {**example, "items": example["items"] * items}

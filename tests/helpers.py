@@ -18,8 +18,8 @@ from app.extensions import db
 from app.ingest.dead_letters import KAFKA_API_VERSION
 from app.orders.models import orders_table
 
-# The contract lives beside the repository (../shared), as on every machine and in CI.
-CONTRACT_DIR = Path(__file__).resolve().parents[2] / "shared" / "contract"
+# The order contract and its canonical example live in the repository.
+CONTRACT_DIR = Path(__file__).resolve().parents[1] / "docs" / "contract"
 
 
 def contract_example() -> dict:

@@ -1,4 +1,4 @@
-"""Reproducible order generators (see ../shared/contract/README.md for the rules they follow).
+"""Reproducible order generators (see docs/contract/README.md for the rules they follow).
 
 Three families, all deterministic for a given seed or ``random.Random`` state:
 

@@ -1,4 +1,4 @@
-"""The order contract (../shared/contract/README.md) as a Cerberus schema: the single source of the
+"""The order contract (docs/contract/README.md) as a Cerberus schema: the single source of the
 rules that validation, storage (column sizes) and the OpenAPI document derive from."""
 
 from typing import Any
