@@ -446,11 +446,15 @@ kafka_ensure_topics() {
     "$KAFKA_TOPIC" "$KAFKA_DLQ_TOPIC" <<'PY'
 import logging, sys, time
 
-from kafka.admin import KafkaAdminClient, NewPartitions, NewTopic
+from kafka.admin import ConfigResource, ConfigResourceType, KafkaAdminClient, NewPartitions, NewTopic
 
 logging.disable(logging.CRITICAL)  # kafka-python logs every refused connection while we retry
-bootstrap, partitions, seconds, too_few, *topics = sys.argv[1:]
+bootstrap, partitions, seconds, too_few, source_topic, dlq_topic = sys.argv[1:]
+topics = [source_topic, dlq_topic]
 partitions, deadline = int(partitions), time.monotonic() + float(seconds)
+# A dead letter is a source record plus the dlq.* headers, so its topic takes larger records
+# (app/ingest/dead_letters.py says the same; tests/unit/test_dead_letters.py checks they agree).
+MAX_BYTES = {source_topic: "2097152", dlq_topic: "3145728"}
 TOPIC_ALREADY_EXISTS = 36
 
 
@@ -471,9 +475,12 @@ while True:
         if missing:
             check(admin.create_topics(
                 [NewTopic(t, num_partitions=partitions, replication_factor=1,
-                          topic_configs={"max.message.bytes": "2097152"}) for t in missing],
+                          topic_configs={"max.message.bytes": MAX_BYTES[t]}) for t in missing],
                 timeout_ms=10000), "creating topic")
             print(f"infra: Kafka: created topics {', '.join(missing)} ({partitions} partitions)")
+        # A dead-letter topic made before its limit was raised gets the new one (idempotent).
+        admin.alter_configs([ConfigResource(ConfigResourceType.TOPIC, dlq_topic,
+                                            configs={"max.message.bytes": MAX_BYTES[dlq_topic]})])
         for t in admin.describe_topics(topics):
             if t["error_code"] != 0:
                 raise RuntimeError(f"topic {t['topic']}: error {t['error_code']}")

@@ -198,3 +198,27 @@ def test_an_unexpected_error_restarts_the_consumer_instead_of_killing_it(ingest_
     finally:
         consumer.stop()
         thread.join(timeout=30)
+
+
+def test_a_rebalance_during_an_outage_loses_nothing_and_stalls_nothing(
+        ingest_app, topics, run_consumer, database_url):
+    """Faults overlap: a second consumer joins while the first is waiting out a PostgreSQL outage, so
+    the group rebalances inside the wait. Afterwards every partition consumes again from its first
+    unstored record: all orders stored once, none dead-lettered."""
+    orders = list(OrderFactory(seed=31).orders(1200))
+    keyed = [(o["order_uid"].encode(), encode(o)) for o in orders]
+    produce(topics.bootstrap, topics.orders, keyed[:100])
+    first = run_consumer()
+    wait_until(lambda: len(stored_uids(ingest_app)) == 100, 60, "the first 100 orders were stored")
+
+    with database_outage(database_url):
+        produce(topics.bootstrap, topics.orders, keyed[100:])
+        wait_until(lambda: first.consumer.retries >= 2, 30, "the first consumer is waiting out the outage")
+        second = run_consumer()
+        wait_until(lambda: second.consumer.assigned_partitions(), 30, "the second consumer got partitions")
+        wait_until(lambda: first.consumer.retries >= 5, 30, "the first consumer kept retrying after it")
+        assert len(first.consumer.assigned_partitions()) < topics.partitions, "no rebalance happened"
+    wait_until(lambda: all_committed(topics), 90, "both consumers caught up after the outage")
+
+    assert sorted(stored_uids(ingest_app)) == sorted(o["order_uid"] for o in orders)
+    assert read_all(topics.bootstrap, topics.dlq) == []

@@ -20,7 +20,8 @@ from sqlalchemy.exc import DataError, IntegrityError, SQLAlchemyError
 
 from app.errors import first_line
 from app.ingest.dead_letters import KAFKA_API_VERSION, DeadLetterPublisher
-from app.ingest.records import ErrorType, Rejection, decode_order
+from app.ingest.kafka_records import tolerate_non_utf8_header_keys
+from app.ingest.records import ErrorType, Rejection, check_headers, decode_order
 from app.metrics import BATCH_DURATION, BATCH_SIZE, CONSUMER_LAG, CONSUMER_WAITING, ORDERS_CONSUMED
 from app.orders.store import SaveOutcome, save_orders
 
@@ -61,6 +62,20 @@ class Backoff:
         self.attempt = 0
 
 
+def _decode(record: Record) -> dict | Rejection:
+    """The record's order or its Rejection; an error of ours on one record costs only that record."""
+    try:
+        return check_headers(record.headers) or decode_order(record.value)
+    except Exception as exc:
+        log.exception("failed on %s-%d@%d; it is dead-lettered as unprocessable",
+                      record.topic, record.partition, record.offset)
+        return _unprocessable(exc)
+
+
+def _unprocessable(exc: Exception) -> Rejection:
+    return Rejection(ErrorType.UNPROCESSABLE, {"message": f"{exc.__class__.__name__}: {first_line(exc)}"})
+
+
 def store_valid_orders(orders: Sequence[tuple[Record, dict]]) -> BatchResult:
     """Save the orders in one transaction; if PostgreSQL refuses the data itself (not an outage),
     split the batch to find the records it refuses, dead-letter those and store the rest."""
@@ -70,18 +85,13 @@ def store_valid_orders(orders: Sequence[tuple[Record, dict]]) -> BatchResult:
     try:
         outcomes = save_orders([order for _, order in orders])
     except (DataError, IntegrityError) as exc:
-        if len(orders) == 1:
-            record, _ = orders[0]
-            message = str(exc.orig).strip() if exc.orig else str(exc)
-            rejection = Rejection(ErrorType.INVALID_ORDER, {"errors": {"": [message]}})
-            result.dead_letters.append((record, rejection))
-            return result
-        middle = len(orders) // 2
-        for half in (orders[:middle], orders[middle:]):
-            result.extend(store_valid_orders(half))
-        return result
+        message = str(exc.orig).strip() if exc.orig else str(exc)
+        return _isolate(orders, Rejection(ErrorType.INVALID_ORDER, {"errors": {"": [message]}}))
     except SQLAlchemyError as exc:
         raise Outage(f"PostgreSQL: {exc.__class__.__name__}: {first_line(exc)}") from exc
+    except Exception as exc:
+        log.exception("storing %d orders failed; isolating the records that fail", len(orders))
+        return _isolate(orders, _unprocessable(exc))
     for (record, order), outcome in zip(orders, outcomes, strict=True):
         if outcome is SaveOutcome.STORED:
             result.stored.append(order)
@@ -93,11 +103,23 @@ def store_valid_orders(orders: Sequence[tuple[Record, dict]]) -> BatchResult:
     return result
 
 
+def _isolate(orders: Sequence[tuple[Record, dict]], rejection: Rejection) -> BatchResult:
+    """The batch failed for the data's sake: split it to dead-letter only the records that fail."""
+    if len(orders) == 1:
+        return BatchResult(dead_letters=[(orders[0][0], rejection)])
+    result = BatchResult()
+    middle = len(orders) // 2
+    for half in (orders[:middle], orders[middle:]):
+        result.extend(store_valid_orders(half))
+    return result
+
+
 class _RevocationLog(ConsumerRebalanceListener):
     def __init__(self, consumer: "OrderConsumer") -> None:
         self._owner = consumer
 
     def on_partitions_revoked(self, revoked):
+        self._owner._owned = frozenset()
         # Batches are processed between polls, and this runs inside poll(): no batch is in flight,
         # everything handled so far is committed, and the rest will go to the new owner.
         for tp in revoked:
@@ -105,6 +127,7 @@ class _RevocationLog(ConsumerRebalanceListener):
         log.info("partitions revoked: %s", sorted(f"{tp.topic}-{tp.partition}" for tp in revoked))
 
     def on_partitions_assigned(self, assigned):
+        self._owner._owned = frozenset(assigned)
         self._owner.joined.set()
         log.info("partitions assigned: %s", sorted(f"{tp.topic}-{tp.partition}" for tp in assigned))
 
@@ -124,6 +147,10 @@ class OrderConsumer:
         # Public for /readyz and the tests: when the current outage began, and retries since.
         self.waiting_since: float | None = None
         self.retries = 0
+        self._owned: frozenset = frozenset()
+
+    def assigned_partitions(self) -> frozenset:
+        return self._owned
 
     def stop(self) -> None:
         self.stop_event.set()
@@ -159,6 +186,7 @@ class OrderConsumer:
         return False
 
     def _new_consumer(self) -> KafkaConsumer:
+        tolerate_non_utf8_header_keys()
         consumer = KafkaConsumer(
             bootstrap_servers=self.config["KAFKA_BOOTSTRAP_SERVERS"],
             group_id=self.config["KAFKA_GROUP_ID"],
@@ -196,7 +224,7 @@ class OrderConsumer:
         valid: list[tuple[Record, dict]] = []
         rejected: list[tuple[Record, Rejection]] = []
         for record in records:
-            decoded = decode_order(record.value)
+            decoded = _decode(record)
             if isinstance(decoded, Rejection):
                 rejected.append((record, decoded))
             else:
@@ -240,17 +268,24 @@ class OrderConsumer:
 
     def _wait_out(self, batch: Batch) -> None:
         """Rewind to the batch's first records and wait, polling paused partitions so that the
-        group keeps us, then resume: the next poll redelivers the same records."""
+        group keeps us, then resume: the next poll redelivers the same records.
+
+        A rebalance can run inside any of these polls, and it hands out partitions unpaused at
+        their committed offsets. So each poll first pauses whatever is assigned now, and whatever
+        a poll returns all the same is rewound too, never dropped."""
         consumer = self._consumer
-        assigned = consumer.assignment()
+        self._rewind(batch)
+        deadline = time.monotonic() + self._backoff.next_delay()
+        while not self.stop_event.is_set() and (remaining := deadline - time.monotonic()) > 0:
+            consumer.pause(*consumer.assignment())
+            self._rewind(consumer.poll(timeout_ms=max(1, int(remaining * 1000))))
+        consumer.resume(*consumer.assignment())
+
+    def _rewind(self, batch: Batch) -> None:
+        assigned = self._consumer.assignment()
         for tp, records in batch.items():
             if tp in assigned:
-                consumer.seek(tp, records[0].offset)
-        consumer.pause(*assigned)
-        deadline = time.monotonic() + self._backoff.next_delay()
-        while not self.stop_event.is_set() and time.monotonic() < deadline:
-            consumer.poll(timeout_ms=max(1, int((deadline - time.monotonic()) * 1000)))
-        consumer.resume(*consumer.paused())
+                self._consumer.seek(tp, records[0].offset)
 
     def _start_outage(self, reason: str) -> None:
         self.retries += 1
@@ -270,6 +305,8 @@ class OrderConsumer:
     def _close(self) -> None:
         # Everything handled is committed already; close without auto-commit, leaving the group
         # at once so that its partitions move to the other members without waiting for a timeout.
+        self._owned = frozenset()
+        self.joined.clear()
         if self._consumer is not None:
             try:
                 self._consumer.close(autocommit=False)

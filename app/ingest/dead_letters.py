@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from kafka import KafkaProducer
+from kafka.errors import MessageSizeTooLargeError
 
 from app.ingest.records import Rejection
 
@@ -14,15 +15,45 @@ log = logging.getLogger(__name__)
 # Kafka 4 refuses the old requests the client falls back to when its version probe fails.
 KAFKA_API_VERSION = (2, 6, 0)
 
+# The largest record the source topic accepts (the broker's and the topic's max.message.bytes), and
+# what its dead letter may grow to: the record plus the dlq.* headers. scripts/infra.sh creates the
+# topics with these limits.
+MAX_SOURCE_RECORD_BYTES = 2 * 1024 * 1024
+MAX_DEAD_LETTER_BYTES = 3 * 1024 * 1024
+# A detail can quote the record (an unknown key of 1 MiB): past this it is cut, and says so.
+MAX_DETAIL_BYTES = 4096
+
+
+def encode_detail(detail: dict[str, Any]) -> bytes:
+    """The dlq.error.detail header: JSON, UTF-8, at most MAX_DETAIL_BYTES, for any detail."""
+    try:
+        text = json.dumps(detail, ensure_ascii=False)
+        encoded = text.encode()
+    except UnicodeEncodeError:  # a lone surrogate from the record (JSON allows "\ud800")
+        text = json.dumps(detail)
+        encoded = text.encode()
+    if len(encoded) <= MAX_DETAIL_BYTES:
+        return encoded
+    # Escaping can double the text's length: half the budget, less the wrapper, always fits.
+    start = json.dumps(detail)[: MAX_DETAIL_BYTES // 2 - 100]
+    return json.dumps({"truncated": f"the detail was {len(encoded)} bytes; this is its start",
+                       "start": start}).encode()
+
 
 def dead_letter_headers(record: Any, rejection: Rejection) -> list[tuple[str, bytes]]:
     return [
         ("dlq.error.type", rejection.error_type.encode()),
-        ("dlq.error.detail", json.dumps(rejection.detail, ensure_ascii=False).encode()),
+        ("dlq.error.detail", encode_detail(rejection.detail)),
         ("dlq.source.topic", record.topic.encode()),
         ("dlq.source.partition", str(record.partition).encode()),
         ("dlq.source.offset", str(record.offset).encode()),
     ]
+
+
+def dead_letter_key(record: Any) -> bytes | None:
+    # kafka-python cannot send a record with neither key nor value; the contract says such a
+    # record's dead letter has an empty key.
+    return b"" if record.key is None and record.value is None else record.key
 
 
 class DeadLetterPublisher:
@@ -38,7 +69,7 @@ class DeadLetterPublisher:
             retries=5,
             # Keeps the order of retried sends, so a dead letter never overtakes an earlier one.
             max_in_flight_requests_per_connection=1,
-            max_request_size=2 * 1024 * 1024,
+            max_request_size=MAX_DEAD_LETTER_BYTES,
             request_timeout_ms=int(timeout_s * 1000),
             client_id="order-service-dlq",
         )
@@ -46,18 +77,31 @@ class DeadLetterPublisher:
     def publish(self, rejected: Sequence[tuple[Any, Rejection]]) -> None:
         """Send every (record, rejection); raise if any was not acknowledged (nothing is lost:
         the caller does not commit, and the batch is retried)."""
-        futures = [
-            self._producer.send(
-                self.topic,
-                key=record.key,
-                value=record.value,
-                headers=dead_letter_headers(record, rejection),
-            )
-            for record, rejection in rejected
-        ]
+        futures = [self._send(record, rejection) for record, rejection in rejected]
         self._producer.flush(timeout=self._timeout_s)
-        for future in futures:
-            future.get(timeout=self._timeout_s)
+        for future, (record, rejection) in zip(futures, rejected, strict=True):
+            try:
+                future.get(timeout=self._timeout_s)
+            except MessageSizeTooLargeError:
+                # Only when the source topic was configured past MAX_SOURCE_RECORD_BYTES: a retry
+                # would fail forever, so this dead letter goes without its value, and says so.
+                self._send(record, rejection, keep_value=False).get(timeout=self._timeout_s)
+
+    def _send(self, record: Any, rejection: Rejection, keep_value: bool = True):
+        if not keep_value:
+            size = len(record.value or b"") + len(record.key or b"")
+            log.error("dead letter of %s-%d@%d is too large for %s (%d bytes): sent without its value",
+                      record.topic, record.partition, record.offset, self.topic, size)
+            rejection = Rejection(rejection.error_type, {
+                **rejection.detail,
+                "value_dropped": f"the record ({size} bytes) is larger than the dead-letter topic takes",
+            })
+        return self._producer.send(
+            self.topic,
+            key=dead_letter_key(record) if keep_value else (record.key or b""),
+            value=record.value if keep_value else None,
+            headers=dead_letter_headers(record, rejection),
+        )
 
     def close(self) -> None:
         self._producer.close(timeout=5)

@@ -1,10 +1,13 @@
 """Turning one Kafka record into an order, or into the reason it goes to the dead-letter topic."""
 
 import json
+import re
 from dataclasses import dataclass
 from typing import Any
 
 from app.validation import MAX_RECORD_BYTES, validate_order
+
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 class ErrorType:
@@ -12,6 +15,10 @@ class ErrorType:
     INVALID_ORDER = "invalid_order"
     CONFLICT = "conflict"
     TOO_LARGE = "too_large"
+    # The record breaks Kafka-level expectations: a header key that is not UTF-8.
+    INVALID_RECORD = "invalid_record"
+    # The service failed on this record (a bug): replay it once the service is fixed.
+    UNPROCESSABLE = "unprocessable"
 
 
 @dataclass(frozen=True, slots=True)
@@ -20,6 +27,16 @@ class Rejection:
 
     error_type: str
     detail: dict[str, Any]
+
+
+def check_headers(headers: list[tuple[str, bytes | None]]) -> Rejection | None:
+    """A record whose header keys are not UTF-8 (the client hands them over with the bad bytes as
+    lone surrogates; see app/ingest/kafka_records.py) is refused whatever its value."""
+    for name, _ in headers:
+        if _LONE_SURROGATE.search(name):
+            return Rejection(ErrorType.INVALID_RECORD,
+                             {"message": f"a header key is not UTF-8: {ascii(name[:64])}"})
+    return None
 
 
 def decode_order(value: bytes | None) -> dict[str, Any] | Rejection:

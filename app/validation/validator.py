@@ -8,6 +8,7 @@ from typing import Any
 from cerberus import Validator
 
 from app.validation.schema import ORDER_SCHEMA
+from app.validation.shape import check_shape
 
 # NUL can't live in PostgreSQL text, and a lone surrogate (legal in JSON's \ud800) can't be UTF-8.
 _UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
@@ -80,27 +81,60 @@ class OrderValidator(Validator):
 
 _local = threading.local()
 
+# Items are validated one by one (below), so that a record with many bad items stops early.
+_ORDER_WITHOUT_ITEM_RULES = {
+    **ORDER_SCHEMA,
+    "items": {rule: value for rule, value in ORDER_SCHEMA["items"].items() if rule != "schema"},
+}
+_ITEM_SCHEMA = ORDER_SCHEMA["items"]["schema"]["schema"]
+# Enough items to show a producer the pattern of its mistake.
+MAX_REPORTED_ITEMS = 10
 
-def _validator() -> OrderValidator:
+
+def _validators() -> tuple[OrderValidator, OrderValidator]:
     # Cerberus validators keep per-run state, so each thread builds its own, once.
-    validator = getattr(_local, "validator", None)
-    if validator is None:
-        validator = OrderValidator(ORDER_SCHEMA, require_all=True, allow_unknown=False)
-        _local.validator = validator
-    return validator
+    validators = getattr(_local, "validators", None)
+    if validators is None:
+        validators = tuple(
+            OrderValidator(schema, require_all=True, allow_unknown=False)
+            for schema in (_ORDER_WITHOUT_ITEM_RULES, _ITEM_SCHEMA)
+        )
+        _local.validators = validators
+    return validators
 
 
 def validate_order(document: Any) -> dict[str, list[str]]:
     """Check a decoded JSON value against the contract.
 
-    Returns {} for a valid order, else a map from field path ("items.0.price") to messages.
+    Returns {} for a valid order, else a map from field path ("items.0.price") to messages. The
+    shape is checked first, so the cost is bounded by the contract's fields, whatever the record.
     """
     if not isinstance(document, dict):
         return {"": [f"must be a JSON object, not {type(document).__name__}"]}
-    validator = _validator()
-    if validator.validate(document, normalize=False):
-        return {}
-    return flatten_errors(validator.errors)
+    errors = check_shape(document)
+    if errors:
+        return errors
+    order_validator, item_validator = _validators()
+    if not order_validator.validate(document, normalize=False):
+        errors = flatten_errors(order_validator.errors)
+    if "items" not in errors:
+        errors.update(_item_errors(item_validator, document["items"]))
+    return errors
+
+
+def _item_errors(validator: OrderValidator, items: list[dict]) -> dict[str, list[str]]:
+    errors: dict[str, list[str]] = {}
+    invalid = 0
+    for index, item in enumerate(items):
+        if validator.validate(item, normalize=False):
+            continue
+        errors.update(flatten_errors(validator.errors, prefix=f"items.{index}."))
+        invalid += 1
+        if invalid == MAX_REPORTED_ITEMS:
+            if index + 1 < len(items):
+                errors["items"] = [f"checking stopped after {MAX_REPORTED_ITEMS} invalid items"]
+            break
+    return errors
 
 
 def flatten_errors(tree: dict, prefix: str = "") -> dict[str, list[str]]:
