@@ -58,9 +58,11 @@ def child_exit(server, worker):
 
 
 def post_fork(server, worker):
-    from app.ingest import ConsumerThread
+    from app.ingest import ConsumerRuntime
 
-    worker.order_consumer = ConsumerThread().start()
+    # After the fork, so that no Kafka client thread or socket crosses it; it waits for
+    # post_worker_init to hand it the loaded app.
+    worker.order_consumer = ConsumerRuntime().start()
 
 
 def post_worker_init(worker):

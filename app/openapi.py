@@ -112,9 +112,10 @@ def openapi_document() -> dict[str, Any]:
             "/healthz": {"get": {"summary": "Liveness", "responses": {"200": _json("Health", "Alive")}}},
             "/readyz": {
                 "get": {
-                    "summary": "Readiness: PostgreSQL, Kafka and this worker's consumer",
+                    "summary": "Readiness to serve reads (PostgreSQL); Kafka, the consumer and the "
+                               "cache warm-up are reported and never fail it",
                     "responses": {"200": _json("Readiness", "Ready"),
-                                  "503": _json("Readiness", "Not ready; the failing parts are named")},
+                                  "503": _json("Readiness", "PostgreSQL is not reachable")},
                 }
             },
             "/metrics": {
@@ -167,6 +168,15 @@ def openapi_document() -> dict[str, Any]:
                         "status": {"enum": ["ready", "not_ready"]},
                         "checks": {"type": "object", "additionalProperties": {
                             "type": "object", "required": ["ok"], "properties": {"ok": {"type": "boolean"}}}},
+                        "consumer": {"type": "object", "required": ["state"], "properties": {
+                            "state": {"enum": ["disabled", "not running in this process", "starting",
+                                               "joining its group", "in group", "waiting out an outage",
+                                               "stopping", "stopped"]},
+                            "partitions": {"type": "array", "items": {"type": "integer"}},
+                            "restarts": {"type": "integer"},
+                            "retries": {"type": "integer"},
+                            "waiting_s": {"type": "number"}}},
+                        "cache_warmup": {"enum": ["off", "running", "done"]},
                     },
                 },
             }

@@ -1,6 +1,8 @@
 """Helpers the tests use to drive and inspect the real Kafka and PostgreSQL."""
 
 import json
+import subprocess
+import sys
 import time
 import uuid
 from dataclasses import dataclass
@@ -15,7 +17,7 @@ from sqlalchemy import select
 from sqlalchemy.engine import make_url
 
 from app.extensions import db
-from app.ingest.dead_letters import KAFKA_API_VERSION
+from app.ingest.dead_letters import KAFKA_API_VERSION, MAX_DEAD_LETTER_BYTES, MAX_SOURCE_RECORD_BYTES
 from app.orders.models import orders_table
 
 # The order contract and its canonical example live in the repository.
@@ -46,10 +48,10 @@ def create_topics(bootstrap: str, partitions: int = 6) -> TestTopics:
                         f"test-group-{suffix}", partitions)
     client = admin(bootstrap)
     try:
-        config = {"max.message.bytes": str(2 * 1024 * 1024)}
         client.create_topics([
-            NewTopic(topics.orders, partitions, 1, topic_configs=config),
-            NewTopic(topics.dlq, 1, 1, topic_configs=config),
+            NewTopic(topics.orders, partitions, 1,
+                     topic_configs={"max.message.bytes": str(MAX_SOURCE_RECORD_BYTES)}),
+            NewTopic(topics.dlq, 1, 1, topic_configs={"max.message.bytes": str(MAX_DEAD_LETTER_BYTES)}),
         ])
     finally:
         client.close()
@@ -79,6 +81,47 @@ def produce(bootstrap: str, topic: str, records: list[tuple[bytes | None, bytes 
         producer.flush(timeout=30)
     finally:
         producer.close()
+
+
+_RAW_PRODUCER = """
+import json, sys
+from kafka import KafkaProducer
+
+class RawKey(str):
+    # A header key whose bytes are given as they are, UTF-8 or not.
+    def __new__(cls, raw):
+        key = super().__new__(cls, raw.hex())
+        key.raw = raw
+        return key
+
+    def encode(self, *args, **kwargs):
+        return self.raw
+
+bootstrap, topic = sys.argv[1:3]
+producer = KafkaProducer(bootstrap_servers=bootstrap, api_version=(2, 6, 0), acks="all",
+                         max_request_size=3 * 1024 * 1024)
+for line in sys.stdin:
+    key, value, headers = json.loads(line)
+    producer.send(topic, key=None if key is None else bytes.fromhex(key),
+                  value=None if value is None else bytes.fromhex(value),
+                  headers=[(RawKey(bytes.fromhex(k)), bytes.fromhex(v)) for k, v in headers])
+producer.flush(timeout=30)
+producer.close()
+"""
+
+
+def produce_raw(bootstrap: str, topic: str,
+                records: list[tuple[bytes | None, bytes | None, list[tuple[bytes, bytes]]]]) -> None:
+    """Produce records that kafka-python's checks refuse but Kafka stores (a null key with a null
+    value, header keys that are not UTF-8), as other clients can: the same client with its
+    assertions off (`python -O`) and header keys given as raw bytes."""
+    lines = "".join(
+        json.dumps([None if key is None else key.hex(), None if value is None else value.hex(),
+                    [(k.hex(), v.hex()) for k, v in headers]]) + "\n"
+        for key, value, headers in records
+    )
+    subprocess.run([sys.executable, "-O", "-c", _RAW_PRODUCER, bootstrap, topic], input=lines.encode(),
+                   check=True, timeout=60)
 
 
 class BackgroundStream:

@@ -153,3 +153,58 @@ def test_a_worker_that_boots_while_kafka_is_down_still_serves(ingest_app, topics
     assert len(service.worker_pids()) == 2
     service.signal(signal.SIGTERM)
     assert service.wait_exit(timeout_s=30) == 0
+
+
+class ReadinessProbe:
+    """Polls /readyz on a service every 100 ms on a thread, as a load balancer would."""
+
+    def __init__(self, service: Service) -> None:
+        import threading
+
+        self.service = service
+        self.answers: list[tuple[int, dict]] = []
+        self._stop = threading.Event()
+        self.thread = threading.Thread(target=self._poll, name="readyz-probe")
+        self.thread.start()
+
+    def _poll(self) -> None:
+        while not self._stop.wait(0.1):
+            status, _, body = self.service.get("/readyz")
+            self.answers.append((status, json.loads(body) if status else {}))
+
+    def stop(self) -> list[tuple[int, dict]]:
+        self._stop.set()
+        self.thread.join(timeout=10)
+        return self.answers
+
+
+def test_readiness_holds_through_rebalances_and_fails_without_postgresql(
+    ingest_app, topics, database_url, services
+):
+    from tests.test_ingest import database_outage
+
+    env = service_env(database_url, topics)
+    first = services(env, name="first")
+    wait_until(lambda: first.get("/readyz")[2].count(b'"in group"'), 30, "a consumer of the first joined")
+    first_probe = ReadinessProbe(first)
+    second = services(env, name="second")  # two more members: the group rebalances
+    second_probe = ReadinessProbe(second)
+
+    def partitions_seen_by_first() -> set[int]:
+        return {len(body["consumer"].get("partitions", [])) for _, body in first_probe.answers[-10:]}
+
+    wait_until(lambda: partitions_seen_by_first() & {1, 2}, 60,
+               "the first instance's workers gave partitions to the second's")
+    second.signal(signal.SIGTERM)  # two members leave: another rebalance
+    assert second.wait_exit(timeout_s=30) == 0
+    answered_by_second = second_probe.stop()
+    wait_until(lambda: partitions_seen_by_first() & {3, 4, 5, 6}, 60, "the first took its partitions back")
+    answered_by_first = first_probe.stop()
+
+    assert [status for status, _ in answered_by_first] == [200] * len(answered_by_first)
+    # The second answered until its stop; after that, only refused connections (status 0).
+    assert {status for status, _ in answered_by_second} <= {200, 0}
+    assert answered_by_second[0][0] == 200
+    with database_outage(database_url):
+        wait_until(lambda: first.get("/readyz")[0] == 503, 30, "/readyz says not ready without PostgreSQL")
+    wait_until(lambda: first.get("/readyz")[0] == 200, 30, "/readyz is ready again once PostgreSQL is back")

@@ -35,5 +35,7 @@ def warm_cache(app: Flask) -> int:
 
 def start_cache_warmup(app: Flask) -> threading.Thread:
     thread = threading.Thread(target=warm_cache, args=(app,), name="cache-warmup", daemon=True)
+    # /readyz says whether it has finished.
+    app.extensions["cache_warmup"] = thread
     thread.start()
     return thread

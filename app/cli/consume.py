@@ -2,14 +2,12 @@
 (gunicorn runs one in every worker by itself)."""
 
 import signal
-import threading
 
 import click
 from flask import current_app
 from flask.cli import with_appcontext
 
-from app.ingest import cache_write_through
-from app.ingest.consumer import OrderConsumer
+from app.ingest import ConsumerRuntime
 
 
 @click.command("consume")
@@ -17,17 +15,17 @@ from app.ingest.consumer import OrderConsumer
 def consume():
     """Consume KAFKA_TOPIC until SIGINT/SIGTERM, then commit, leave the group and exit."""
     app = current_app._get_current_object()
-    consumer = OrderConsumer(app, on_stored=cache_write_through)
-    worker = threading.Thread(target=consumer.run, name="order-consumer")
+    runtime = ConsumerRuntime()
 
     def stop(signum, _frame):
         click.echo(f"{signal.Signals(signum).name}: finishing the current batch, then leaving the group")
-        consumer.stop()
+        runtime.stop()
 
     signal.signal(signal.SIGINT, stop)
     signal.signal(signal.SIGTERM, stop)
     click.echo(f"consuming {app.config['KAFKA_TOPIC']} as group {app.config['KAFKA_GROUP_ID']}; "
                "Ctrl-C to stop")
-    worker.start()
-    while worker.is_alive():
-        worker.join(timeout=0.5)
+    runtime.start().attach(app)
+    # Signals reach the main thread only between joins: join in short steps.
+    while runtime.thread.is_alive():
+        runtime.thread.join(timeout=0.5)

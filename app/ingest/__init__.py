@@ -1,12 +1,13 @@
-"""Kafka ingest: one consumer thread per gunicorn worker.
+"""Kafka ingest: one consumer thread per process, owned by a ConsumerRuntime.
 
-gunicorn.conf.py drives it: `post_fork` starts the thread (after the fork, so no Kafka client
-thread or socket crosses it), `post_worker_init` hands it the worker's app, and `worker_exit`
-stops it and waits for it to commit and leave the group.
+gunicorn.conf.py drives it in every worker: `post_fork` starts the thread, `post_worker_init`
+hands it the worker's app, and `worker_exit` stops it and waits for it to commit and leave the
+group. `flask consume` runs the same runtime in the foreground.
 """
 
 import logging
 import threading
+from typing import Any
 
 from flask import Flask
 
@@ -21,7 +22,7 @@ def cache_write_through(orders: list[dict]) -> None:
     order_cache.put_documents(served_form(order) for order in orders)
 
 
-class ConsumerThread:
+class ConsumerRuntime:
     """A named daemon thread that runs an OrderConsumer once it is given the app."""
 
     def __init__(self) -> None:
@@ -31,13 +32,13 @@ class ConsumerThread:
         self.consumer: OrderConsumer | None = None
         self.thread = threading.Thread(target=self._run, name="order-consumer", daemon=True)
 
-    def start(self) -> "ConsumerThread":
+    def start(self) -> "ConsumerRuntime":
         self.thread.start()
         return self
 
     def attach(self, app: Flask) -> None:
         self._app = app
-        # /readyz asks it whether this worker's consumer has joined its group.
+        # /readyz reads its status().
         app.extensions["order_consumer"] = self
         self._app_ready.set()
 
@@ -53,12 +54,16 @@ class ConsumerThread:
             return
         self.consumer.run()
 
-    def shutdown(self, timeout: float) -> bool:
-        """Stop consuming and wait up to `timeout` seconds; True if the thread ended in time."""
+    def stop(self) -> None:
+        """Ask the consumer to finish its batch and leave the group; returns at once."""
         self._stopping.set()
         if self.consumer is not None:
             self.consumer.stop()
         self._app_ready.set()
+
+    def shutdown(self, timeout: float) -> bool:
+        """Stop consuming and wait up to `timeout` seconds; True if the thread ended in time."""
+        self.stop()
         self.thread.join(timeout)
         if self.thread.is_alive():
             log.warning(
@@ -67,3 +72,11 @@ class ConsumerThread:
             )
             return False
         return True
+
+    def status(self) -> dict[str, Any]:
+        """What /readyz shows of this process's consumer."""
+        if self._app is not None and not self._app.config["CONSUMER_ENABLED"]:
+            return {"state": "disabled"}
+        if self.consumer is None:
+            return {"state": "stopped" if self._stopping.is_set() else "starting"}
+        return self.consumer.status()

@@ -3,8 +3,9 @@
 The client decodes header keys as strict UTF-8 inside `poll()`. A record whose header key is not
 UTF-8 (the broker stores it as it came) then makes every poll of its partition raise
 CorruptRecordException, before the consumer ever sees the record: the partition is stuck for good.
-This parser is the library's own `DefaultRecordBatch._read_msg` with one change: header keys are
-decoded with "surrogateescape", so the record reaches the consumer, which dead-letters it
+This parser is the library's own `DefaultRecordBatch._read_msg` with one change: a header key that
+is not UTF-8 becomes an `UndecodableHeaderKey` (its text with U+FFFD for the bad bytes, and the
+bytes themselves), so the record reaches the consumer, which dead-letters it
 (`records.check_headers`). Pinned to the version it was copied from; a test checks the version.
 """
 
@@ -13,6 +14,25 @@ from kafka.record.default_records import DefaultRecord, DefaultRecordBatch
 from kafka.record.util import decode_varint
 
 PATCHED_VERSION = "2.2.3"
+
+
+class UndecodableHeaderKey(str):
+    """A header key that is not UTF-8: reads as its text with U+FFFD, keeps its bytes in `raw`."""
+
+    raw: bytes
+
+    @classmethod
+    def from_bytes(cls, raw: bytes) -> "UndecodableHeaderKey":
+        key = cls(raw.decode("utf-8", "replace"))
+        key.raw = raw
+        return key
+
+
+def _header_key(raw: bytes) -> str:
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return UndecodableHeaderKey.from_bytes(raw)
 
 
 def _read_msg(self: DefaultRecordBatch, decode_varint=decode_varint) -> DefaultRecord:
@@ -42,7 +62,7 @@ def _read_msg(self: DefaultRecordBatch, decode_varint=decode_varint) -> DefaultR
         h_key_len, pos = decode_varint(buffer, pos)
         if h_key_len < 0:
             raise CorruptRecordException(f"Invalid negative header key size {h_key_len}")
-        h_key = bytes(buffer[pos: pos + h_key_len]).decode("utf-8", "surrogateescape")
+        h_key = _header_key(bytes(buffer[pos: pos + h_key_len]))
         pos += h_key_len
         h_value, pos = _read_bytes(buffer, pos)
         headers.append((h_key, h_value))

@@ -1,13 +1,11 @@
 """Turning one Kafka record into an order, or into the reason it goes to the dead-letter topic."""
 
 import json
-import re
 from dataclasses import dataclass
 from typing import Any
 
+from app.ingest.kafka_records import UndecodableHeaderKey
 from app.validation import MAX_RECORD_BYTES, validate_order
-
-_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 class ErrorType:
@@ -30,12 +28,12 @@ class Rejection:
 
 
 def check_headers(headers: list[tuple[str, bytes | None]]) -> Rejection | None:
-    """A record whose header keys are not UTF-8 (the client hands them over with the bad bytes as
-    lone surrogates; see app/ingest/kafka_records.py) is refused whatever its value."""
+    """A record whose header keys are not UTF-8 (see app/ingest/kafka_records.py) is refused
+    whatever its value."""
     for name, _ in headers:
-        if _LONE_SURROGATE.search(name):
+        if isinstance(name, UndecodableHeaderKey):
             return Rejection(ErrorType.INVALID_RECORD,
-                             {"message": f"a header key is not UTF-8: {ascii(name[:64])}"})
+                             {"message": f"a header key is not UTF-8: {name.raw[:64]!r}"})
     return None
 
 

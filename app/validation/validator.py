@@ -88,7 +88,7 @@ _ORDER_WITHOUT_ITEM_RULES = {
 }
 _ITEM_SCHEMA = ORDER_SCHEMA["items"]["schema"]["schema"]
 # Enough items to show a producer the pattern of its mistake.
-MAX_REPORTED_ITEMS = 10
+MAX_REPORTED_ITEMS = 5
 
 
 def _validators() -> tuple[OrderValidator, OrderValidator]:

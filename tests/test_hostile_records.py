@@ -1,0 +1,63 @@
+"""Records built to hurt the consumer, against the real Kafka and PostgreSQL: each one ends in the
+dead-letter topic with its reason, costs only itself, and the orders around it are stored."""
+
+import json
+
+from app.seed.generator import OrderFactory, encode
+from tests.helpers import all_committed, produce, produce_raw, read_all, stored_uids, wait_until
+
+MIB = 1024 * 1024
+
+
+def coordinates(record) -> tuple[int, int]:
+    headers = dict(record.headers)
+    return int(headers["dlq.source.partition"]), int(headers["dlq.source.offset"])
+
+
+def hostile_records(example: dict) -> dict[bytes, tuple[bytes | None, list, str]]:
+    """key -> (value, headers, the dlq.error.type it must get)."""
+    valid = encode(example)
+    return {
+        b"surrogate-key": (b'{"\\ud800":0}', [], "invalid_order"),
+        b"nested-surrogate-key": (b'{"delivery":{"\\udfff":1}}', [], "invalid_order"),
+        # Its unknown key comes back in the detail: a dead letter that once outgrew the producer.
+        b"huge-detail": (b'{"' + b"a" * 1_048_400 + b'":0}', [], "invalid_order"),
+        b"two-mib": (b"x" * 2_097_000, [], "too_large"),
+        # Quadratic in Cerberus: minutes of CPU before the shape checks.
+        b"empty-items": (json.dumps({**example, "items": [{}] * 3000}).encode(), [], "invalid_order"),
+        b"unknown-keys": (json.dumps({**example, **{f"k{i}": 0 for i in range(2000)}}).encode(), [],
+                          "invalid_order"),
+        b"bad-header-key": (valid, [(b"\xff\xfetrace", b"1")], "invalid_record"),
+    }
+
+
+def test_hostile_records_cost_only_themselves_even_during_a_rebalance(
+        ingest_app, topics, run_consumer, example_order):
+    hostile = hostile_records(example_order)
+    orders = list(OrderFactory(seed=77).orders(300))
+    first = run_consumer()
+    # Kafka-python refuses to send a record with neither key nor value; other clients can.
+    produce_raw(topics.bootstrap, topics.orders,
+                [(None, None, [])] + [(key, value, headers) for key, (value, headers, _) in hostile.items()])
+    produce(topics.bootstrap, topics.orders, [(o["order_uid"].encode(), encode(o)) for o in orders[:150]])
+    second = run_consumer()  # the group rebalances while the hostile records are in flight
+    produce(topics.bootstrap, topics.orders, [(o["order_uid"].encode(), encode(o)) for o in orders[150:]])
+    wait_until(lambda: all_committed(topics), 120, "the consumers committed the whole topic")
+
+    assert sorted(stored_uids(ingest_app)) == sorted(o["order_uid"] for o in orders)
+    assert first.consumer.restarts == 0 and second.consumer.restarts == 0
+    dead = read_all(topics.bootstrap, topics.dlq)
+    # At least once: a rebalance may publish a dead letter twice, under the same source coordinates.
+    by_source = {coordinates(record): record for record in dead}
+    assert len(by_source) == len(hostile) + 1
+    by_key = {record.key: record for record in by_source.values()}
+    for key, (value, _, error_type) in hostile.items():
+        record = by_key[key]
+        headers = dict(record.headers)
+        assert record.value == value, key
+        assert headers["dlq.error.type"].decode() == error_type, key
+        assert len(headers["dlq.error.detail"]) <= 4096, key
+        json.loads(headers["dlq.error.detail"])
+    null_record = by_key[b""]
+    assert null_record.value is None
+    assert dict(null_record.headers)["dlq.error.type"] == b"invalid_json"
