@@ -61,3 +61,30 @@ def test_hostile_records_cost_only_themselves_even_during_a_rebalance(
     null_record = by_key[b""]
     assert null_record.value is None
     assert dict(null_record.headers)["dlq.error.type"] == b"invalid_json"
+
+
+def test_an_unexpected_error_on_one_record_costs_that_record_only(
+        ingest_app, topics, run_consumer, monkeypatch):
+    """A bug that one record triggers (injected here: nothing known raises any more) dead-letters
+    that record as `unprocessable`; the consumer does not restart and the rest is stored."""
+    import app.ingest.consumer as consumer_module
+
+    real_decode = consumer_module.decode_order
+
+    def decode_with_a_bug(value):
+        if value == b"trigger":
+            raise KeyError("a bug")
+        return real_decode(value)
+
+    monkeypatch.setattr(consumer_module, "decode_order", decode_with_a_bug)
+    orders = list(OrderFactory(seed=78).orders(100))
+    records = [(o["order_uid"].encode(), encode(o)) for o in orders]
+    produce(topics.bootstrap, topics.orders, records[:50] + [(b"bug", b"trigger")] + records[50:])
+    running = run_consumer()
+    wait_until(lambda: all_committed(topics), 60, "the consumer committed the whole topic")
+
+    assert sorted(stored_uids(ingest_app)) == sorted(o["order_uid"] for o in orders)
+    assert running.consumer.restarts == 0
+    (dead,) = read_all(topics.bootstrap, topics.dlq)
+    assert dead.key == b"bug" and dict(dead.headers)["dlq.error.type"] == b"unprocessable"
+    assert "KeyError" in json.loads(dict(dead.headers)["dlq.error.detail"])["message"]

@@ -103,3 +103,27 @@ def test_every_invalid_item_up_to_a_few_is_named():
     for item in items[1::2]:
         item["price"] = -1
     assert set(validate_order({**example, "items": items})) == {"items.1.price", "items.3.price"}
+
+
+def test_the_header_key_parser_is_the_one_copied_for_the_pinned_client():
+    """app/ingest/kafka_records.py replaces one method of kafka-python-ng: a new version may have
+    changed it, so the copy must be checked again before the pin moves."""
+    from importlib.metadata import version
+
+    from app.ingest.kafka_records import PATCHED_VERSION
+
+    assert version("kafka-python-ng") == PATCHED_VERSION
+
+
+def test_the_topic_limits_agree_with_the_infrastructure():
+    from pathlib import Path
+
+    from app.ingest.dead_letters import MAX_SOURCE_RECORD_BYTES
+
+    root = Path(__file__).resolve().parents[2]
+    broker = (root / "infra" / "kafka" / "server.properties").read_text()
+    assert f"message.max.bytes={MAX_SOURCE_RECORD_BYTES}" in broker
+    infra = (root / "scripts" / "infra.sh").read_text()
+    assert f'source_topic: "{MAX_SOURCE_RECORD_BYTES}", dlq_topic: "{MAX_DEAD_LETTER_BYTES}"' in infra
+    compose = (root / "docker-compose.yml").read_text()
+    assert f"orders:{MAX_SOURCE_RECORD_BYTES} orders-dlq:{MAX_DEAD_LETTER_BYTES}" in compose
