@@ -45,6 +45,15 @@ CONSUMER_WAITING = Gauge(
     "1 while a consumer waits out an outage of PostgreSQL, Kafka or the dead-letter topic",
     multiprocess_mode="livesum",
 )
+CONSUMER_PARTITIONS = Gauge(
+    "orders_consumer_partitions",
+    "Partitions this instance's consumers own now (0 while they join or rebalance)",
+    multiprocess_mode="livesum",
+)
+CONSUMER_RESTARTS = Counter(
+    "orders_consumer_restarts_total",
+    "Consumer restarts after an unexpected error (each one rebalances the group)",
+)
 
 
 def init_metrics(app: Flask) -> None:

@@ -67,6 +67,7 @@ def test_orders_flow_from_kafka_to_http(ingest_app, topics, database_url, servic
     assert 'orders_consumed_total{result="stored"} 200.0' in metrics
     assert "ingest_batch_duration_seconds_count" in metrics
     assert 'orders_consumer_lag{partition="0"} 0.0' in metrics
+    assert "orders_consumer_partitions 6.0" in metrics
 
 
 def test_a_killed_worker_loses_nothing(ingest_app, topics, database_url, services):

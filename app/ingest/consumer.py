@@ -22,7 +22,15 @@ from app.errors import first_line
 from app.ingest.dead_letters import KAFKA_API_VERSION, DeadLetterPublisher
 from app.ingest.kafka_records import tolerate_non_utf8_header_keys
 from app.ingest.records import ErrorType, Rejection, check_headers, decode_order
-from app.metrics import BATCH_DURATION, BATCH_SIZE, CONSUMER_LAG, CONSUMER_WAITING, ORDERS_CONSUMED
+from app.metrics import (
+    BATCH_DURATION,
+    BATCH_SIZE,
+    CONSUMER_LAG,
+    CONSUMER_PARTITIONS,
+    CONSUMER_RESTARTS,
+    CONSUMER_WAITING,
+    ORDERS_CONSUMED,
+)
 from app.orders.store import SaveOutcome, save_orders
 
 log = logging.getLogger(__name__)
@@ -119,8 +127,7 @@ class _RevocationLog(ConsumerRebalanceListener):
         self._owner = consumer
 
     def on_partitions_revoked(self, revoked):
-        self._owner._owned = frozenset()
-        self._owner.joined.clear()
+        self._owner._set_owned(frozenset(), joined=False)
         # Batches are processed between polls, and this runs inside poll(): no batch is in flight,
         # everything handled so far is committed, and the rest will go to the new owner.
         for tp in revoked:
@@ -128,8 +135,7 @@ class _RevocationLog(ConsumerRebalanceListener):
         log.info("partitions revoked: %s", sorted(f"{tp.topic}-{tp.partition}" for tp in revoked))
 
     def on_partitions_assigned(self, assigned):
-        self._owner._owned = frozenset(assigned)
-        self._owner.joined.set()
+        self._owner._set_owned(frozenset(assigned), joined=True)
         log.info("partitions assigned: %s", sorted(f"{tp.topic}-{tp.partition}" for tp in assigned))
 
 
@@ -154,6 +160,16 @@ class OrderConsumer:
 
     def assigned_partitions(self) -> frozenset:
         return self._owned
+
+    def _set_owned(self, partitions: frozenset, joined: bool) -> None:
+        """Called from the rebalance listener and on close: what this consumer owns now (a member
+        of the group may own nothing when it has more members than partitions)."""
+        CONSUMER_PARTITIONS.inc(len(partitions) - len(self._owned))
+        self._owned = partitions
+        if joined:
+            self.joined.set()
+        else:
+            self.joined.clear()
 
     def stop(self) -> None:
         self.stop_event.set()
@@ -186,6 +202,7 @@ class OrderConsumer:
             except Exception as exc:
                 log.exception("the consumer failed; it restarts from the committed offsets")
                 self.restarts += 1
+                CONSUMER_RESTARTS.inc()
                 self._start_outage(f"unexpected {exc.__class__.__name__}")
                 self.stop_event.wait(self._backoff.next_delay())
             finally:
@@ -319,8 +336,7 @@ class OrderConsumer:
     def _close(self) -> None:
         # Everything handled is committed already; close without auto-commit, leaving the group
         # at once so that its partitions move to the other members without waiting for a timeout.
-        self._owned = frozenset()
-        self.joined.clear()
+        self._set_owned(frozenset(), joined=False)
         if self._consumer is not None:
             try:
                 self._consumer.close(autocommit=False)
