@@ -66,7 +66,8 @@ def _check_keys(document: dict, expected: frozenset[str], prefix: str, errors: _
 
 def _check_items(items: Any, errors: _Errors) -> None:
     if not isinstance(items, list):
-        return  # Cerberus says "must be of list type"
+        errors.add("items", "must be a list")
+        return
     if not 1 <= len(items) <= MAX_ITEMS:
         errors.add("items", f"must have between 1 and {MAX_ITEMS} items, not {len(items)}")
         return
@@ -81,13 +82,19 @@ def _check_items(items: Any, errors: _Errors) -> None:
 
 
 def check_shape(document: dict[str, Any]) -> dict[str, list[str]]:
-    """The shape errors of a decoded order ({} when its keys and item count are the contract's);
-    each key and each item is looked at once, whatever the values hold."""
+    """The shape errors of a decoded order: {} when its keys are the contract's, its sub-documents
+    objects and its items a list of 1..MAX_ITEMS objects. Each key and each item is looked at once,
+    whatever the values hold."""
     errors = _Errors()
     _check_keys(document, ORDER_KEYS, "", errors)
     for name, keys in NESTED_KEYS.items():
-        value = document.get(name)
+        if name not in document:
+            continue  # already "required field"
+        value = document[name]
         if isinstance(value, dict):
             _check_keys(value, keys, f"{name}.", errors)
-    _check_items(document.get("items"), errors)
+        else:
+            errors.add(name, "must be an object")
+    if "items" in document:
+        _check_items(document["items"], errors)
     return errors.result()
