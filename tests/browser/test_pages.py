@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from playwright.sync_api import expect
 
-from app.seed.generator import OrderFactory, edge_case_order
+from app.seed import OrderFactory, edge_case_order
 from app.validation import parse_rfc3339
 from tests.helpers import contract_example
 
