@@ -21,11 +21,9 @@ os.environ.setdefault(
 from prometheus_client import multiprocess  # noqa: E402
 
 bind = f"{os.environ.get('HOST', '0.0.0.0')}:{os.environ.get('PORT', '8080')}"
-# Defaults chosen by measurement: cached GET /order/<id>, wrk 64 connections × 15 s, 2-core
-# machine, 2026-11-25, with the cache-hit fast path. gthread 2 workers × 4 threads: 14,135 req/s,
-# p99 15.6 ms; × 2 threads: 11,052 (p99 13.7); × 8 threads: 14,630 (p99 17.4); 4 workers × 4:
-# 10,070 (p99 26.4); sync × 2: 12,539 (p99 14.9, no keep-alive). One worker per core, and a few
-# threads so a worker keeps answering while its consumer thread or a slow query holds it.
+# Defaults chosen by measurement (bench/README.md): one worker per core, and a few threads so a
+# worker keeps answering while its consumer thread or a slow query holds it; more threads or more
+# workers only raised the tail latency on 2 cores.
 workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
 worker_class = os.environ.get("GUNICORN_WORKER_CLASS", "gthread")
 threads = int(os.environ.get("GUNICORN_THREADS", "4"))
