@@ -22,8 +22,8 @@ from prometheus_client import multiprocess  # noqa: E402
 
 bind = f"{os.environ.get('HOST', '0.0.0.0')}:{os.environ.get('PORT', '8080')}"
 # Defaults chosen by measurement (bench/README.md): one worker per core, and a few threads so a
-# worker keeps answering while its consumer thread or a slow query holds it; more threads or more
-# workers only raised the tail latency on 2 cores.
+# worker keeps answering while its consumer thread or a slow query holds it. On 2 cores, more
+# threads gained little and more workers lost throughput, both at a higher p99.
 workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
 worker_class = os.environ.get("GUNICORN_WORKER_CLASS", "gthread")
 threads = int(os.environ.get("GUNICORN_THREADS", "4"))
