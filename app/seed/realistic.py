@@ -45,7 +45,6 @@ def _count_weights(min_items: int, max_items: int) -> tuple[range, list[float]]:
     return counts, list(accumulate(1 / k**1.5 for k in counts))
 
 
-
 @dataclass(frozen=True)
 class _Profile:
     """A market: which Faker locale, language, currency, phone plan, banks and carriers."""
