@@ -9,6 +9,8 @@ BIN := $(VENV)/bin
 # The stamp's name changes with the requirements, so an edit to them reinstalls and nothing else does.
 STAMP := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt | sha1sum | cut -c1-12)
 CHROMIUM ?= /usr/bin/chromium
+# Without them the browser tests' screenshots show Chinese, Japanese and emoji as empty boxes.
+FONTS := fonts-noto-cjk fonts-noto-color-emoji
 # apt-get needs root; as another user, sudo.
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
@@ -40,8 +42,10 @@ migrate: infra ## flask db upgrade on DATABASE_URL
 run: migrate ## the service on PORT (8080) under gunicorn, consumers included
 	$(BIN)/gunicorn wsgi:app
 
-tools: ## Debian's chromium (web page tests) and wrk (benchmarks), installed once
+tools: ## Debian's chromium and fonts for CJK and emoji (web page tests), wrk (benchmarks); once
 	@missing=""; test -x $(CHROMIUM) || missing="chromium"; command -v wrk >/dev/null || missing="$$missing wrk"; \
+	if command -v dpkg >/dev/null; then for font in $(FONTS); do \
+	  dpkg -s $$font >/dev/null 2>&1 || missing="$$missing $$font"; done; fi; \
 	if [ -n "$$missing" ]; then \
 	  echo "tools: installing$$missing with apt-get"; \
 	  $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq $$missing >/dev/null \

@@ -9,20 +9,64 @@ from dotenv import load_dotenv
 load_dotenv()
 
 
-def _env_int(name: str, default: int) -> int:
-    raw = os.environ.get(name)
-    if raw is None or raw == "":
-        return default
+# Every variable the service, gunicorn.conf.py and `make infra` read, with its default: the one
+# place a default is written. gunicorn.conf.py reads its settings from here; .env.example, README's
+# table, docker-compose.yml and scripts/infra.sh are checked against it (tests/unit/test_defaults.py).
+DEFAULTS: dict[str, str | int | bool] = {
+    "DATABASE_URL": "postgresql+psycopg2://orders:orders@127.0.0.1:5432/orders",
+    "KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:9092",
+    "KAFKA_TOPIC": "orders",
+    "KAFKA_DLQ_TOPIC": "orders-dlq",
+    "KAFKA_GROUP_ID": "order-service",
+    "KAFKA_TOPIC_PARTITIONS": 6,  # read by `make infra` only
+    "HOST": "0.0.0.0",
+    "PORT": 8080,
+    "WEB_CONCURRENCY": 2,
+    "GUNICORN_WORKER_CLASS": "gthread",
+    "GUNICORN_THREADS": 4,
+    "GUNICORN_TIMEOUT": 30,
+    "GUNICORN_GRACEFUL_TIMEOUT": 30,
+    "GUNICORN_ACCESS_LOG": "",  # a file, or "-" for stdout; empty: no access log
+    "CONSUMER_ENABLED": True,
+    "CONSUMER_BATCH_SIZE": 500,
+    "CONSUMER_BATCH_WAIT_MS": 200,
+    "CONSUMER_MAX_BACKOFF_S": 10,
+    "CACHE_THRESHOLD": 20_000,
+    "CACHE_TTL": 3600,
+    "CACHE_MISS_TTL": 2,
+    "CACHE_WARMUP": 1000,
+    "DB_POOL_SIZE": 5,
+    "LOG_LEVEL": "INFO",
+    "ORDER_SERVICE_HOME": "~/.cache/order-service",  # `make infra` only; honours $XDG_CACHE_HOME
+}
+
+
+def _raw(name: str) -> str | None:
+    """The variable's value; None when unset or empty (an empty value means "the default")."""
+    if name not in DEFAULTS:
+        raise KeyError(f"{name} has no default: add it to DEFAULTS in config.py")
+    return os.environ.get(name) or None
+
+
+def env_str(name: str) -> str:
+    raw = _raw(name)
+    return str(DEFAULTS[name]) if raw is None else raw
+
+
+def env_int(name: str) -> int:
+    raw = _raw(name)
+    if raw is None:
+        return int(DEFAULTS[name])
     try:
         return int(raw)
     except ValueError:
         raise ValueError(f"{name}={raw!r} is not an integer; fix it in the environment or .env") from None
 
 
-def _env_bool(name: str, default: bool) -> bool:
-    raw = os.environ.get(name)
-    if raw is None or raw == "":
-        return default
+def env_bool(name: str) -> bool:
+    raw = _raw(name)
+    if raw is None:
+        return bool(DEFAULTS[name])
     if raw.lower() in {"1", "true", "yes", "on"}:
         return True
     if raw.lower() in {"0", "false", "no", "off"}:
@@ -31,13 +75,11 @@ def _env_bool(name: str, default: bool) -> bool:
 
 
 class Config:
-    SQLALCHEMY_DATABASE_URI = os.environ.get(
-        "DATABASE_URL", "postgresql+psycopg2://orders:orders@127.0.0.1:5432/orders"
-    )
+    SQLALCHEMY_DATABASE_URI = env_str("DATABASE_URL")
     SQLALCHEMY_ENGINE_OPTIONS = {
         # A connection killed by a PostgreSQL restart is noticed before use, not mid-request.
         "pool_pre_ping": True,
-        "pool_size": _env_int("DB_POOL_SIZE", 5),
+        "pool_size": env_int("DB_POOL_SIZE"),
         # UTC sessions: timestamps come back in UTC whatever the server's zone.
         "connect_args": {
             "connect_timeout": 5,
@@ -46,32 +88,31 @@ class Config:
         },
     }
 
-    KAFKA_BOOTSTRAP_SERVERS = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
-    KAFKA_TOPIC = os.environ.get("KAFKA_TOPIC", "orders")
-    KAFKA_DLQ_TOPIC = os.environ.get("KAFKA_DLQ_TOPIC", "orders-dlq")
-    KAFKA_GROUP_ID = os.environ.get("KAFKA_GROUP_ID", "order-service")
+    KAFKA_BOOTSTRAP_SERVERS = env_str("KAFKA_BOOTSTRAP_SERVERS")
+    KAFKA_TOPIC = env_str("KAFKA_TOPIC")
+    KAFKA_DLQ_TOPIC = env_str("KAFKA_DLQ_TOPIC")
+    KAFKA_GROUP_ID = env_str("KAFKA_GROUP_ID")
 
     # The consumer runs in gunicorn workers only; set false for a read-only replica.
-    CONSUMER_ENABLED = _env_bool("CONSUMER_ENABLED", True)
-    CONSUMER_BATCH_SIZE = _env_int("CONSUMER_BATCH_SIZE", 500)
-    CONSUMER_BATCH_WAIT_MS = _env_int("CONSUMER_BATCH_WAIT_MS", 200)
-    CONSUMER_MAX_BACKOFF_S = _env_int("CONSUMER_MAX_BACKOFF_S", 10)
+    CONSUMER_ENABLED = env_bool("CONSUMER_ENABLED")
+    CONSUMER_BATCH_SIZE = env_int("CONSUMER_BATCH_SIZE")
+    CONSUMER_BATCH_WAIT_MS = env_int("CONSUMER_BATCH_WAIT_MS")
+    CONSUMER_MAX_BACKOFF_S = env_int("CONSUMER_MAX_BACKOFF_S")
 
-    CACHE_THRESHOLD = _env_int("CACHE_THRESHOLD", 20_000)
-    CACHE_TTL = _env_int("CACHE_TTL", 3600)
-    CACHE_MISS_TTL = _env_int("CACHE_MISS_TTL", 2)
-    CACHE_WARMUP = _env_int("CACHE_WARMUP", 1000)
+    CACHE_THRESHOLD = env_int("CACHE_THRESHOLD")
+    CACHE_TTL = env_int("CACHE_TTL")
+    CACHE_MISS_TTL = env_int("CACHE_MISS_TTL")
+    CACHE_WARMUP = env_int("CACHE_WARMUP")
 
-    PORT = _env_int("PORT", 8080)
-    LOG_LEVEL = os.environ.get("LOG_LEVEL", "INFO").upper()
+    PORT = env_int("PORT")
+    LOG_LEVEL = env_str("LOG_LEVEL").upper()
 
 
 class TestConfig(Config):
     TESTING = True
-    # Tests never touch the `orders` database: conftest creates a database of its own and passes
-    # its URL in as an override.
-    SQLALCHEMY_DATABASE_URI = os.environ.get(
-        "TEST_DATABASE_URL", "postgresql+psycopg2://orders:orders@127.0.0.1:5432/orders_test"
-    )
+    # Tests never touch the `orders` database: each creates a database of its own on DATABASE_URL's
+    # server (tests/helpers.py) and passes its URL in as an override; without one the app refuses
+    # to start.
+    SQLALCHEMY_DATABASE_URI = None
     CONSUMER_ENABLED = False
     CACHE_WARMUP = 0

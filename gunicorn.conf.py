@@ -1,11 +1,14 @@
 """gunicorn settings (`gunicorn wsgi:app` reads this file) and the hooks that run one Kafka
-consumer thread in every worker. Every setting can be overridden from the environment."""
+consumer thread in every worker. Every setting can be overridden from the environment; the
+defaults are config.py's."""
 
 import os
 import shutil
 import tempfile
 
 from dotenv import load_dotenv
+
+from config import env_int, env_str
 
 load_dotenv()
 
@@ -21,18 +24,16 @@ os.environ.setdefault(
 from prometheus_client import multiprocess  # noqa: E402
 
 bind = f"{os.environ.get('HOST', '0.0.0.0')}:{os.environ.get('PORT', '8080')}"
-# Defaults chosen by measurement: cached GET /order/<id>, wrk 64 connections × 15 s, 2-core
-# machine, 2026-11-25, with the cache-hit fast path. gthread 2 workers × 4 threads: 14,135 req/s,
-# p99 15.6 ms; × 2 threads: 11,052 (p99 13.7); × 8 threads: 14,630 (p99 17.4); 4 workers × 4:
-# 10,070 (p99 26.4); sync × 2: 12,539 (p99 14.9, no keep-alive). One worker per core, and a few
-# threads so a worker keeps answering while its consumer thread or a slow query holds it.
-workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
-worker_class = os.environ.get("GUNICORN_WORKER_CLASS", "gthread")
-threads = int(os.environ.get("GUNICORN_THREADS", "4"))
-timeout = int(os.environ.get("GUNICORN_TIMEOUT", "30"))
-graceful_timeout = int(os.environ.get("GUNICORN_GRACEFUL_TIMEOUT", "30"))
+# Defaults chosen by measurement (bench/README.md): one worker per core, and a few threads so a
+# worker keeps answering while its consumer thread or a slow query holds it. On 2 cores, more
+# threads gained little and more workers lost throughput, both at a higher p99.
+workers = env_int("WEB_CONCURRENCY")
+worker_class = env_str("GUNICORN_WORKER_CLASS")
+threads = env_int("GUNICORN_THREADS")
+timeout = env_int("GUNICORN_TIMEOUT")
+graceful_timeout = env_int("GUNICORN_GRACEFUL_TIMEOUT")
 keepalive = 5
-accesslog = os.environ.get("GUNICORN_ACCESS_LOG") or None
+accesslog = env_str("GUNICORN_ACCESS_LOG") or None
 # Never preload: the app, its engine and every Kafka client are created after the fork.
 preload_app = False
 

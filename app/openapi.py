@@ -6,7 +6,9 @@ from typing import Any
 
 from flask import Flask, jsonify
 
-from app.validation.schema import ORDER_SCHEMA, ORDER_UID_PATTERN
+from app.orders.routes import DEFAULT_PAGE, MAX_PAGE
+from app.orders.store import SUMMARY_COUNT, SUMMARY_FIELDS
+from app.validation.schema import MAX_RECORD_BYTES, ORDER_SCHEMA, ORDER_UID_PATTERN
 
 INTEGER_NOTE = "A JSON integer, written without a fraction or exponent (1817, not 1817.0)."
 TEXT_NOTE = "Strings never contain NUL (U+0000) or unpaired surrogates; PostgreSQL can't store them."
@@ -48,6 +50,19 @@ def object_schema(fields: dict[str, dict]) -> dict[str, Any]:
     }
 
 
+def summary_schema(order: dict[str, Any]) -> dict[str, Any]:
+    """The OrderSummary schema, from the summary's one definition and the Order schema."""
+    properties = {}
+    for key, path in SUMMARY_FIELDS.items():
+        schema = order
+        for name in path:
+            schema = schema["properties"][name]
+        properties[key] = schema
+    properties[SUMMARY_COUNT] = {"type": "integer", "minimum": 1}
+    return {"type": "object", "additionalProperties": False, "required": list(properties),
+            "properties": properties}
+
+
 def _json(schema_ref: str, description: str) -> dict[str, Any]:
     return {"description": description,
             "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{schema_ref}"}}}}
@@ -57,7 +72,7 @@ def _json(schema_ref: str, description: str) -> dict[str, Any]:
 def openapi_document() -> dict[str, Any]:
     error = _json("Error", "")
     order = json_schema({"type": "dict", "schema": ORDER_SCHEMA})
-    order["description"] = f"{TEXT_NOTE} Records over 1 MiB are rejected."
+    order["description"] = f"{TEXT_NOTE} Records over {MAX_RECORD_BYTES:,} bytes are rejected."
     order["properties"]["date_created"] = {
         "type": "string",
         "format": "date-time",
@@ -99,7 +114,8 @@ def openapi_document() -> dict[str, Any]:
                     "summary": "The most recent orders, newest first",
                     "parameters": [
                         {"name": "limit", "in": "query", "required": False,
-                         "schema": {"type": "integer", "minimum": 1, "maximum": 100, "default": 20}},
+                         "schema": {"type": "integer", "minimum": 1, "maximum": MAX_PAGE,
+                                    "default": DEFAULT_PAGE}},
                         {"name": "before", "in": "query", "required": False,
                          "schema": {"type": "string"}, "description": "next_cursor of the page before"},
                     ],
@@ -129,21 +145,7 @@ def openapi_document() -> dict[str, Any]:
         "components": {
             "schemas": {
                 "Order": order,
-                "OrderSummary": {
-                    "type": "object",
-                    "additionalProperties": False,
-                    "required": ["order_uid", "date_created", "customer_id", "amount", "currency",
-                                 "item_count", "delivery_city"],
-                    "properties": {
-                        "order_uid": order["properties"]["order_uid"],
-                        "date_created": order["properties"]["date_created"],
-                        "customer_id": order["properties"]["customer_id"],
-                        "amount": order["properties"]["payment"]["properties"]["amount"],
-                        "currency": order["properties"]["payment"]["properties"]["currency"],
-                        "item_count": {"type": "integer", "minimum": 1},
-                        "delivery_city": order["properties"]["delivery"]["properties"]["city"],
-                    },
-                },
+                "OrderSummary": summary_schema(order),
                 "RecentOrders": {
                     "type": "object",
                     "additionalProperties": False,

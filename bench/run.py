@@ -25,7 +25,7 @@ from app import create_app
 from app.extensions import db
 from app.ingest.records import decode_order
 from app.orders.store import save_orders
-from app.seed.generator import OrderFactory, encode
+from app.seed import OrderFactory, encode
 from config import Config
 from tests.helpers import (
     admin,

@@ -12,7 +12,7 @@ from app.cache import order_cache
 from app.cache.warmup import warm_cache
 from app.documents import served_form
 from app.orders.store import save_orders
-from app.seed.generator import OrderFactory
+from app.seed import OrderFactory
 from config import TestConfig
 from tests.helpers import wait_until
 from tests.unit.test_validation import REJECTIONS, with_change

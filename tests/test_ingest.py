@@ -13,7 +13,7 @@ from app.extensions import db
 from app.ingest.consumer import OrderConsumer, store_valid_orders
 from app.orders.models import orders_table
 from app.orders.store import get_order
-from app.seed.generator import OrderFactory, encode
+from app.seed import OrderFactory, encode
 from tests.helpers import (
     admin_dsn,
     all_committed,

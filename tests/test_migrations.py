@@ -8,7 +8,7 @@ from sqlalchemy import inspect
 
 from app import create_app
 from app.extensions import db
-from config import TestConfig
+from config import Config, TestConfig
 from tests.helpers import create_database, drop_database
 
 
@@ -20,7 +20,7 @@ def test_the_models_and_the_migrations_agree(app_ctx):
 
 
 def test_upgrade_on_an_empty_database_then_downgrade_base_removes_everything():
-    url = create_database(TestConfig.SQLALCHEMY_DATABASE_URI, "orders_migrations")
+    url = create_database(Config.SQLALCHEMY_DATABASE_URI, "orders_migrations")
     try:
         app = create_app(TestConfig, {"SQLALCHEMY_DATABASE_URI": url})
         with app.app_context():

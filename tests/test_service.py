@@ -9,7 +9,7 @@ import time
 import pytest
 
 from app.documents import served_form
-from app.seed.generator import OrderFactory, encode
+from app.seed import OrderFactory, encode
 from tests.helpers import (
     BackgroundStream,
     all_committed,

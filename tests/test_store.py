@@ -14,7 +14,7 @@ from app.documents import served_form
 from app.extensions import db
 from app.orders.models import items_table, orders_table
 from app.orders.store import SaveOutcome, get_order, save_orders
-from app.seed.generator import OrderFactory, edge_case_order
+from app.seed import OrderFactory, edge_case_order
 from app.validation import validate_order
 
 

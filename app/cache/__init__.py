@@ -31,8 +31,8 @@ class _BulkEvictingCache(SimpleCache):
     """SimpleCache whose eviction works in bulk.
 
     cachelib's own `_prune`, once the cache is full, scans and sorts every entry on every `set` to
-    drop a single one: at 20,000 entries that is milliseconds per write, and ingest slowed from
-    ~2,000 to ~300 orders/s when the caches filled up (make bench). Here a full cache drops what
+    drop a single one, which slowed ingest several-fold once the caches filled up (figures in
+    bench/README.md). Here a full cache drops what
     has expired and then the tenth of its entries that expire first, so the cost is paid once per
     `threshold / 10` writes.
     """

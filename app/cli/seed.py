@@ -12,7 +12,7 @@ from kafka.errors import KafkaError, KafkaTimeoutError
 from tqdm import tqdm
 
 from app.ingest.dead_letters import KAFKA_API_VERSION
-from app.seed.generator import OrderFactory, encode, invalid_record
+from app.seed import OrderFactory, encode, invalid_record
 
 
 def _producer(bootstrap: str, topic: str) -> KafkaProducer:

@@ -2,13 +2,14 @@
 
 import json
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any
 
 from app.ingest.kafka_records import UndecodableHeaderKey
 from app.validation import MAX_RECORD_BYTES, validate_order
 
 
-class ErrorType:
+class ErrorType(StrEnum):
     INVALID_JSON = "invalid_json"
     INVALID_ORDER = "invalid_order"
     CONFLICT = "conflict"

@@ -25,13 +25,14 @@ def order_json(order_uid: str):
     return response
 
 
+DEFAULT_PAGE = 20
 MAX_PAGE = 100
 
 
 @bp.get("/orders")
 def recent_orders_json():
     """The most recent orders, newest first, as summaries; `before` is the previous page's cursor."""
-    raw_limit = request.args.get("limit", "20")
+    raw_limit = request.args.get("limit", str(DEFAULT_PAGE))
     if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= MAX_PAGE:
         return json_error(400, "invalid_limit", f"limit must be a whole number from 1 to {MAX_PAGE}")
     try:

@@ -93,8 +93,7 @@ def _execute_values(statement: str, rows: list[tuple], fetch: bool = False) -> l
     psycopg2's errors raised as SQLAlchemy's (IntegrityError, OperationalError...) like any query.
 
     The batch inserts bypass SQLAlchemy's per-row parameter handling, which cost more than
-    PostgreSQL's own work on the rows: save_orders went from 3,085 to 5,306 orders/s (20,000
-    generated orders in batches of 500).
+    PostgreSQL's own work on the rows (the measurement is in bench/README.md).
     """
     cursor = db.session.connection().connection.cursor()
     try:
@@ -205,25 +204,32 @@ def decode_cursor(cursor: str) -> tuple[datetime, int]:
         raise ValueError(f"malformed cursor: {exc}") from None
 
 
+# The one definition of an order's summary (GET /orders, the web page's recent orders, and the
+# OrderSummary schema of /openapi.json): each key and the order field it shows, plus SUMMARY_COUNT,
+# the number of items.
+SUMMARY_FIELDS: dict[str, tuple[str, ...]] = {
+    "order_uid": ("order_uid",),
+    "date_created": ("date_created",),
+    "customer_id": ("customer_id",),
+    "amount": ("payment", "amount"),
+    "currency": ("payment", "currency"),
+    "delivery_city": ("delivery", "city"),
+}
+SUMMARY_COUNT = "item_count"
+
+
 def recent_orders(limit: int, before: str | None = None) -> RecentPage:
     """The most recent orders (by date_created, newest first) as summaries, `limit` per page."""
     item_count = (
         select(func.count())
         .where(items_table.c.order_id == orders_table.c.id)
         .scalar_subquery()
-        .label("item_count")
+        .label(SUMMARY_COUNT)
     )
+    # Nested fields are columns named <group>_<field> (models.py).
+    fields = [orders_table.c["_".join(path)].label(key) for key, path in SUMMARY_FIELDS.items()]
     statement = (
-        select(
-            orders_table.c.id,
-            orders_table.c.order_uid,
-            orders_table.c.date_created,
-            orders_table.c.customer_id,
-            orders_table.c.payment_amount,
-            orders_table.c.payment_currency,
-            orders_table.c.delivery_city,
-            item_count,
-        )
+        select(orders_table.c.id, *fields, item_count)
         .order_by(orders_table.c.date_created.desc(), orders_table.c.id.desc())
         .limit(limit + 1)
     )
@@ -233,17 +239,12 @@ def recent_orders(limit: int, before: str | None = None) -> RecentPage:
             tuple_(orders_table.c.date_created, orders_table.c.id) < tuple_(moment, order_id)
         )
     rows = db.session.execute(statement).all()
-    page = [
-        {
-            "order_uid": row.order_uid,
-            "date_created": format_utc(row.date_created),
-            "customer_id": row.customer_id,
-            "amount": row.payment_amount,
-            "currency": row.payment_currency,
-            "item_count": row.item_count,
-            "delivery_city": row.delivery_city,
-        }
-        for row in rows[:limit]
-    ]
+    page = [_summary(row._mapping) for row in rows[:limit]]
     last = rows[limit - 1] if len(rows) > limit else None
     return RecentPage(page, encode_cursor(last.date_created, last.id) if last else None)
+
+
+def _summary(row: Any) -> dict[str, Any]:
+    summary = {key: row[key] for key in (*SUMMARY_FIELDS, SUMMARY_COUNT)}
+    summary["date_created"] = format_utc(summary["date_created"])
+    return summary

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from app.extensions import db
-from app.seed.generator import encode
+from app.seed import encode
 from app.validation import validate_order
 from tests.helpers import all_committed, create_topics, delete_topics, produce, read_all, wait_until
 from tests.service import Service, service_env

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from playwright.sync_api import expect
 
-from app.seed.generator import OrderFactory, edge_case_order
+from app.seed import OrderFactory, edge_case_order
 from app.validation import parse_rfc3339
 from tests.helpers import contract_example
 
@@ -18,6 +18,11 @@ pytestmark = pytest.mark.slow
 XSS = "<script>alert(1)</script>"
 QUOTES = "O'Brien's \"quoted\" address"
 XSS_ITEM = "\"'><script>alert(1)</script>"
+# The longest values the contract allows, without a space to break at.
+LONG_CUSTOMER = "C" * 255
+LONG_CITY = "Ж" * 100
+LONG_ITEM_NAME = "N" * 500
+LONG_BRAND = "B" * 255
 PHONE = {"width": 390, "height": 844}
 DESKTOP = {"width": 1280, "height": 900}
 
@@ -35,8 +40,20 @@ def live_orders() -> dict[str, dict[str, Any]]:
     xss["delivery"]["address"] = QUOTES
     xss["items"][0]["name"] = XSS_ITEM
     xss["items"][0]["brand"] = "Brand \"with\" 'quotes'"
+    long_values = copy.deepcopy(example)
+    long_values["order_uid"] = long_values["payment"]["transaction"] = "long-unbroken-values"
+    long_values["date_created"] = "2021-06-01T12:00:00Z"
+    long_values["customer_id"] = LONG_CUSTOMER
+    long_values["delivery"]["city"] = LONG_CITY
+    plain_item = long_values["items"][0]
+    long_item = dict(plain_item, name=LONG_ITEM_NAME, brand=LONG_BRAND, rid="r" * 255)
+    long_values["items"] = [long_item, plain_item]
+    long_values["payment"]["goods_total"] = 2 * plain_item["total_price"]
+    long_values["payment"]["amount"] = (long_values["payment"]["goods_total"]
+                                        + long_values["payment"]["delivery_cost"])
     rng = random.Random(41)
     orders = {
+        "long_values": long_values,
         "example": example,
         "several_items": several_items,
         "xss": xss,
@@ -232,3 +249,34 @@ def test_the_index_works_with_the_keyboard_alone(open_tab, live_site):
     expect(page).to_have_url(f"{live_site.url}/?id={first_order}")
     expect(page.get_by_role("heading", level=1)).to_have_text(first_order)
     assert tab.errors == [] and tab.dialogs == []
+
+
+@pytest.mark.parametrize("viewport", [PHONE, DESKTOP], ids=["phone", "desktop"])
+def test_long_unbroken_values_do_not_stretch_the_tables(open_tab, live_site, viewport):
+    """A 255-character customer id, a 100-character city and a 500-character item name, none with
+    a space, take at most two lines each; the whole value is in the tooltip."""
+    tab = open_tab(viewport=viewport)
+    page = tab.page
+    screen = "phone" if viewport is PHONE else "desktop"
+    order = live_site.orders["long_values"]
+
+    page.goto("/")
+    long_row = page.get_by_role("row", name=order["order_uid"])
+    plain_row = page.get_by_role("row", name=live_site.orders["example"]["order_uid"])
+    long_height, plain_height = long_row.bounding_box()["height"], plain_row.bounding_box()["height"]
+    assert long_height <= 2 * plain_height, f"{long_height}px against {plain_height}px for a plain order"
+    expect(long_row.get_by_title(LONG_CUSTOMER, exact=True)).to_have_text(LONG_CUSTOMER)
+    expect(long_row.get_by_title(LONG_CITY, exact=True)).to_have_text(LONG_CITY)
+    assert page.evaluate("() => document.documentElement.scrollWidth <= window.innerWidth")
+    tab.shot(f"index-long-values-{screen}.png")
+
+    page.goto(f"/?id={order['order_uid']}")
+    rows = page.get_by_role("region", name="Items").locator("tbody tr")
+    expect(rows).to_have_count(2)
+    long_height, plain_height = rows.nth(0).bounding_box()["height"], rows.nth(1).bounding_box()["height"]
+    assert long_height <= 2 * plain_height, f"{long_height}px against {plain_height}px for a plain item"
+    expect(rows.nth(0).get_by_title(LONG_ITEM_NAME, exact=True)).to_have_text(LONG_ITEM_NAME)
+    expect(rows.nth(0).get_by_title(LONG_BRAND, exact=True)).to_be_visible()
+    assert page.evaluate("() => document.documentElement.scrollWidth <= window.innerWidth")
+    assert tab.errors == [] and tab.dialogs == []
+    tab.shot(f"order-long-values-{screen}.png")

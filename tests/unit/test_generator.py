@@ -6,19 +6,27 @@ import re
 
 import pytest
 
-from app.seed.generator import (
-    INVALID_KINDS,
-    INVALID_VARIANTS,
-    MAX_RECORD_BYTES,
-    OrderFactory,
-    edge_case_order,
-    encode,
-    invalid_record,
-)
+from app.ingest.records import Rejection, decode_order
+from app.seed import INVALID_VARIANTS, OrderFactory, edge_case_order, encode, invalid_record
+from app.validation import validate_order
 from tests.helpers import contract_example
 
+# The contract's rules, written out here (docs/contract/README.md), not read from the code.
 UID = re.compile(r"[A-Za-z0-9_-]{1,64}\Z")
 PHONE = re.compile(r"\+?[0-9]{5,20}\Z")
+ONE_MIB = 1024 * 1024
+# What each invalid variant must be dead-lettered as.
+EXPECTED_KIND = {
+    **dict.fromkeys(("truncated_json", "not_utf8", "not_json", "deeply_nested"), "invalid_json"),
+    **dict.fromkeys(("padded_over_1mib", "max_items_over_1mib", "huge_string"), "too_large"),
+    **dict.fromkeys((
+        "not_an_object", "missing_field", "extra_field", "wrong_container", "null_value",
+        "int_as_string", "float_for_int", "bool_for_int", "negative_int", "int_too_big",
+        "sale_out_of_range", "bad_currency", "bad_phone", "bad_email", "bad_order_uid", "nul_char",
+        "string_too_long", "string_too_short", "bad_date", "date_without_offset", "zero_items",
+        "too_many_items",
+    ), "invalid_order"),
+}  # fmt: skip
 
 
 def _batch(seed: int, count: int = 300) -> list[bytes]:
@@ -70,12 +78,11 @@ def test_item_bounds() -> None:
 
 
 def test_generated_orders_pass_the_service_validator() -> None:
-    validation = pytest.importorskip("app.validation")
     for order in OrderFactory(6).orders(300):
-        assert validation.validate_order(order) == {}
+        assert validate_order(order) == {}
     rng = random.Random(6)
     for index in range(300):
-        assert validation.validate_order(edge_case_order(rng, index)) == {}, index
+        assert validate_order(edge_case_order(rng, index)) == {}, index
 
 
 def test_edge_orders_distinct_uids_and_edges_covered() -> None:
@@ -85,7 +92,7 @@ def test_edge_orders_distinct_uids_and_edges_covered() -> None:
     assert len(set(uids)) == 1000 and all(UID.match(uid) for uid in uids)
     assert {1, 64} <= {len(uid) for uid in uids}
     assert any(len(order["items"]) == 1000 for order in orders)
-    assert all(len(encode(order)) <= MAX_RECORD_BYTES for order in orders)
+    assert all(len(encode(order)) <= ONE_MIB for order in orders)
     sales = {item["sale"] for order in orders for item in order["items"]}
     assert {0, 100} <= sales
 
@@ -96,17 +103,24 @@ def test_edge_orders_are_deterministic() -> None:
     assert first == second
 
 
-@pytest.mark.parametrize("variant", sorted(INVALID_VARIANTS))
+def test_every_variant_has_an_expected_kind() -> None:
+    assert set(INVALID_VARIANTS) == set(EXPECTED_KIND)
+
+
+@pytest.mark.parametrize("variant", sorted(EXPECTED_KIND))
 def test_invalid_record_kinds(variant: str) -> None:
     base = OrderFactory(9).order()
     snapshot = encode(base)
     kind, raw = invalid_record(random.Random(9), base, variant)
-    assert kind == INVALID_VARIANTS[variant] and kind in INVALID_KINDS
+    assert kind == EXPECTED_KIND[variant] == INVALID_VARIANTS[variant]
     assert encode(base) == snapshot  # the base order is left alone
+    # The consumer's own decoding dead-letters the record with the same type.
+    rejection = decode_order(raw)
+    assert isinstance(rejection, Rejection) and rejection.error_type == kind
     if kind == "too_large":
-        assert len(raw) > MAX_RECORD_BYTES
+        assert len(raw) > ONE_MIB
         return
-    assert len(raw) <= MAX_RECORD_BYTES
+    assert len(raw) <= ONE_MIB
     assert raw != snapshot  # (a dict comparison would miss 1817.0 == 1817)
     try:
         json.loads(raw.decode("utf-8"))
