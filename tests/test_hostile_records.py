@@ -3,7 +3,7 @@ dead-letter topic with its reason, costs only itself, and the orders around it a
 
 import json
 
-from app.seed.generator import OrderFactory, encode
+from app.seed import OrderFactory, encode
 from tests.helpers import all_committed, produce, produce_raw, read_all, stored_uids, wait_until
 
 MIB = 1024 * 1024

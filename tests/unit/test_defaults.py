@@ -88,7 +88,10 @@ def test_docker_compose_agrees_with_the_defaults() -> None:
                           {k: v for k, v in found.items() if k not in COMPOSE_CONTAINER_ADDRESSES},
                           every_variable=False)
     compose = (ROOT / "docker-compose.yml").read_text()
-    topics = f"for topic in {DEFAULTS['KAFKA_TOPIC']} {DEFAULTS['KAFKA_DLQ_TOPIC']};"
+    from app.ingest.dead_letters import MAX_DEAD_LETTER_BYTES, MAX_SOURCE_RECORD_BYTES
+
+    topics = (f"for topic in {DEFAULTS['KAFKA_TOPIC']}:{MAX_SOURCE_RECORD_BYTES} "
+              f"{DEFAULTS['KAFKA_DLQ_TOPIC']}:{MAX_DEAD_LETTER_BYTES};")
     partitions = f"--partitions {DEFAULTS['KAFKA_TOPIC_PARTITIONS']} "
     broker_partitions = f"KAFKA_NUM_PARTITIONS: {DEFAULTS['KAFKA_TOPIC_PARTITIONS']}\n"
     problems += [f"docker-compose.yml lacks {expected!r}"
