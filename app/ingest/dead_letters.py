@@ -14,14 +14,21 @@ log = logging.getLogger(__name__)
 # Kafka 4 refuses the old requests the client falls back to when its version probe fails.
 KAFKA_API_VERSION = (2, 6, 0)
 
+# The contract's dead-letter headers (docs/contract/README.md); `flask dlq` reads them back.
+HEADER_ERROR_TYPE = "dlq.error.type"
+HEADER_ERROR_DETAIL = "dlq.error.detail"
+HEADER_SOURCE_TOPIC = "dlq.source.topic"
+HEADER_SOURCE_PARTITION = "dlq.source.partition"
+HEADER_SOURCE_OFFSET = "dlq.source.offset"
+
 
 def dead_letter_headers(record: Any, rejection: Rejection) -> list[tuple[str, bytes]]:
     return [
-        ("dlq.error.type", rejection.error_type.encode()),
-        ("dlq.error.detail", json.dumps(rejection.detail, ensure_ascii=False).encode()),
-        ("dlq.source.topic", record.topic.encode()),
-        ("dlq.source.partition", str(record.partition).encode()),
-        ("dlq.source.offset", str(record.offset).encode()),
+        (HEADER_ERROR_TYPE, rejection.error_type.encode()),
+        (HEADER_ERROR_DETAIL, json.dumps(rejection.detail, ensure_ascii=False).encode()),
+        (HEADER_SOURCE_TOPIC, record.topic.encode()),
+        (HEADER_SOURCE_PARTITION, str(record.partition).encode()),
+        (HEADER_SOURCE_OFFSET, str(record.offset).encode()),
     ]
 
 
