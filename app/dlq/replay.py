@@ -173,7 +173,7 @@ def replay(consumer: KafkaConsumer, dlq_topic: str, target_topic: str, plan: Pla
     dealt_with = plan.settled | acked | {copy for copy, first in plan.copies.items() if first in acked}
     offsets = {}
     for partition, ledger in ledgers.items():
-        updated, forgotten = _advance(ledger, plan.offsets.get(partition, []), partition, dealt_with)
+        updated, forgotten = advance_ledger(ledger, plan.offsets.get(partition, []), partition, dealt_with)
         outcome.forgotten += forgotten
         if updated != ledger:
             offsets[TopicPartition(dlq_topic, partition)] = OffsetAndMetadata(updated.position,
@@ -241,7 +241,7 @@ def _produce(consumer: KafkaConsumer, dlq_topic: str, target_topic: str, plan: P
     return acked
 
 
-def _advance(ledger: Ledger, offsets: list[int], partition: int,
+def advance_ledger(ledger: Ledger, offsets: list[int], partition: int,
              dealt_with: set[Position]) -> tuple[Ledger, int]:
     """The ledger after this run, and how many dealt-with dead letters did not fit its metadata."""
     position: int | None = None
