@@ -6,6 +6,7 @@ import re
 import time
 
 from kafka import KafkaProducer, TopicPartition
+from kafka.admin import NewTopic
 
 from app import create_app
 from app.documents import served_form
@@ -14,7 +15,7 @@ from app.ingest.dead_letters import KAFKA_API_VERSION
 from app.orders.store import get_order
 from app.seed.generator import OrderFactory, encode
 from config import TestConfig
-from tests.helpers import all_committed, end_offsets, produce, read_all, wait_until
+from tests.helpers import admin, all_committed, end_offsets, produce, read_all, wait_until
 
 ESC = "\x1b"
 
@@ -240,3 +241,29 @@ def test_unreachable_kafka_and_a_missing_topic_are_clear_errors(database_url, to
 
     result = dlq(missing, "show", "--limit", "0")
     assert result.exit_code == 2
+
+
+def test_a_replay_the_broker_refuses_is_reported_and_not_remembered(database_url, topics):
+    small = topics.orders + "-small"
+    client = admin(topics.bootstrap)
+    client.create_topics([NewTopic(small, 1, 1, topic_configs={"max.message.bytes": "1000"})])
+    client.close()
+    try:
+        app = create_app(TestConfig, {"SQLALCHEMY_DATABASE_URI": database_url,
+                                      "KAFKA_BOOTSTRAP_SERVERS": topics.bootstrap, "KAFKA_TOPIC": small,
+                                      "KAFKA_DLQ_TOPIC": topics.dlq, "KAFKA_GROUP_ID": topics.group})
+        coordinates = [("dlq.error.type", b"invalid_order"), ("dlq.source.topic", small.encode()),
+                       ("dlq.source.partition", b"0")]
+        send_unchecked(topics, b"big", b"x" * 5000, [*coordinates, ("dlq.source.offset", b"7")])
+        send_unchecked(topics, b"fits", b"{}", [*coordinates, ("dlq.source.offset", b"8")])
+        # The second run tries the refused one again (it was not remembered), and only that one.
+        for summary in ("replayed 1 of 2 dead letters", "replayed 0 of 1 dead letters"):
+            result = dlq(app, "replay")
+            assert result.exit_code == 3, result.output
+            assert summary in result.output
+            assert f"{small}/0/7" in result.output and "run again" in result.output
+        assert [r.key for r in read_all(topics.bootstrap, small)] == [b"fits"]
+    finally:
+        client = admin(topics.bootstrap)
+        client.delete_topics([small])
+        client.close()

@@ -207,5 +207,5 @@ def _print_outcome(plan: Plan, outcome: Outcome, target: str) -> None:
     if outcome.failures:
         shown = "\n  ".join(outcome.failures[:10])
         more = f"\n  … and {len(outcome.failures) - 10} more" if len(outcome.failures) > 10 else ""
-        raise ReplayIncomplete(f"{len(outcome.failures)} dead letters were not replayed and are not "
-                               f"remembered; run again:\n  {shown}{more}")
+        raise ReplayIncomplete(f"{len(plan.to_replay) - replayed} dead letters were not replayed and are "
+                               f"not remembered; run again:\n  {shown}{more}")

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
-from kafka.errors import KafkaError
+from kafka.errors import KafkaError, MessageSizeTooLargeError
 from kafka.structs import OffsetAndMetadata
 
 from app.dlq.records import DeadLetter, Source
@@ -200,49 +200,86 @@ def _produce(consumer: KafkaConsumer, dlq_topic: str, target_topic: str, plan: P
         )
     except KafkaError as exc:
         raise unreachable(bootstrap, exc) from None
-    sent: dict[Position, Any] = {}
-    attempted: set[Position] = set()
+    send = _Sender(consumer, producer, dlq_topic, target_topic, plan, on_ack, outcome)
     try:
-        start: dict[int, int] = {}
-        stop: dict[int, int] = {}
-        for partition, offset in plan.to_replay:
-            start[partition] = min(start.get(partition, offset), offset)
-            stop[partition] = max(stop.get(partition, offset), offset + 1)
-        for record in read_records(consumer, dlq_topic, sorted(start), start, stop):
-            position = (record.partition, record.offset)
-            entry = plan.to_replay.get(position)
-            if entry is None:
-                continue
-            attempted.add(position)
-            try:
-                future = producer.send(target_topic, key=record.key, value=record.value,
-                                       headers=[(REPLAYED_FROM_HEADER, str(entry.source).encode())])
-            except (KafkaError, AssertionError) as exc:
-                outcome.failures.append(f"{entry.source}: {exc!r}")
-                continue
-            future.add_callback(lambda _metadata: on_ack())
-            sent[position] = future
-        # A flush that times out is not an error here: futures not done count as not acknowledged.
-        with contextlib.suppress(KafkaError):
-            producer.flush(timeout=ACK_TIMEOUT_S)
+        futures = send(set(plan.to_replay), one_by_one=False)
+        too_large = {position for position, future in futures.items()
+                     if isinstance(future.exception, MessageSizeTooLargeError)}
+        if too_large:
+            # The broker refuses a whole batch for one record over the topic's max.message.bytes:
+            # those are sent again one by one, so that only the records too large fail.
+            futures.update(send(too_large, one_by_one=True))
     finally:
         producer.close(timeout=5)
     acked = set()
-    for position, future in sent.items():
+    for position, future in sorted(futures.items()):
         entry = plan.to_replay[position]
         if future.succeeded():
             acked.add(position)
             outcome.acknowledged[entry.error_type_label] += 1
         else:
             outcome.failures.append(f"{entry.source}: {future.exception or 'no acknowledgement'!r}")
-    missing = len(plan.to_replay.keys() - attempted)
-    if missing:
-        outcome.failures.append(f"{missing} dead letters were gone from {dlq_topic} (retention?)")
     return acked
 
 
+@dataclass
+class _Sender:
+    consumer: KafkaConsumer
+    producer: KafkaProducer
+    dlq_topic: str
+    target_topic: str
+    plan: Plan
+    on_ack: Callable[[], None]
+    outcome: Outcome
+
+    def __call__(self, positions: set[Position], one_by_one: bool) -> dict[Position, Any]:
+        """Send the dead letters at `positions` and wait for the broker's answers: {position: future}."""
+        start: dict[int, int] = {}
+        stop: dict[int, int] = {}
+        for partition, offset in positions:
+            start[partition] = min(start.get(partition, offset), offset)
+            stop[partition] = max(stop.get(partition, offset), offset + 1)
+        futures: dict[Position, Any] = {}
+        attempted: set[Position] = set()
+        try:
+            for record in read_records(self.consumer, self.dlq_topic, sorted(start), start, stop):
+                position = (record.partition, record.offset)
+                if position not in positions:
+                    continue
+                attempted.add(position)
+                future = self._send(record, self.plan.to_replay[position])
+                if future is not None:
+                    futures[position] = future
+                    if one_by_one:
+                        self._flush()
+        except (DlqError, KeyboardInterrupt) as exc:
+            # What was sent so far is still waited for and remembered; the rest is for a next run.
+            self.outcome.failures.append(f"stopped before the end: {exc or 'interrupted'}")
+            attempted = positions
+        self._flush()
+        if positions - attempted:
+            self.outcome.failures.append(
+                f"{len(positions - attempted)} dead letters were gone from {self.dlq_topic} (retention?)")
+        return futures
+
+    def _send(self, record: Any, entry: Entry) -> Any:
+        try:
+            future = self.producer.send(self.target_topic, key=record.key, value=record.value,
+                                        headers=[(REPLAYED_FROM_HEADER, str(entry.source).encode())])
+        except (KafkaError, AssertionError) as exc:
+            self.outcome.failures.append(f"{entry.source}: {exc!r}")
+            return None
+        future.add_callback(lambda _metadata: self.on_ack())
+        return future
+
+    def _flush(self) -> None:
+        # A flush that times out is not an error here: futures not done count as not acknowledged.
+        with contextlib.suppress(KafkaError):
+            self.producer.flush(timeout=ACK_TIMEOUT_S)
+
+
 def advance_ledger(ledger: Ledger, offsets: list[int], partition: int,
-             dealt_with: set[Position]) -> tuple[Ledger, int]:
+                   dealt_with: set[Position]) -> tuple[Ledger, int]:
     """The ledger after this run, and how many dealt-with dead letters did not fit its metadata."""
     position: int | None = None
     ranges: list[tuple[int, int]] = []
