@@ -241,6 +241,11 @@ def test_unreachable_kafka_and_a_missing_topic_are_clear_errors(database_url, to
 
     result = dlq(missing, "show", "--limit", "0")
     assert result.exit_code == 2
+    loop = create_app(TestConfig, {"SQLALCHEMY_DATABASE_URI": database_url, "KAFKA_TOPIC": topics.dlq,
+                                   "KAFKA_DLQ_TOPIC": topics.dlq})
+    result = dlq(loop, "replay")
+    assert result.exit_code == 2 and "both" in result.output
+    assert "Exit codes: 0 done; 1 Kafka unreachable" in dlq(down, "replay", "--help").output
 
 
 def test_a_replay_the_broker_refuses_is_reported_and_not_remembered(database_url, topics):

@@ -160,6 +160,9 @@ def replay_command(error_type: str | None, key: str | None, limit: int | None, d
     config = _config()
     dlq_topic, target = config["KAFKA_DLQ_TOPIC"], config["KAFKA_TOPIC"]
     group = config["KAFKA_GROUP_ID"] + REPLAY_GROUP_SUFFIX
+    if target == dlq_topic:
+        raise click.UsageError(f"KAFKA_TOPIC and KAFKA_DLQ_TOPIC are both {target}: replaying would write "
+                               "dead letters into the dead-letter topic itself")
     with _kafka_errors():
         partitions = _dlq_partitions((target, "KAFKA_TOPIC"))[dlq_topic]
         with _consumer(group) as consumer:
