@@ -1,11 +1,13 @@
-"""Flask CLI commands: `flask seed-orders`, `flask consume`."""
+"""Flask CLI commands: `flask seed-orders`, `flask consume`, `flask dlq`."""
 
 from flask import Flask
 
 
 def register_commands(app: Flask) -> None:
     from app.cli.consume import consume
+    from app.cli.dlq import dlq
     from app.cli.seed import seed_orders
 
     app.cli.add_command(seed_orders)
     app.cli.add_command(consume)
+    app.cli.add_command(dlq)

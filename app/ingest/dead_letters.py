@@ -15,6 +15,13 @@ log = logging.getLogger(__name__)
 # Kafka 4 refuses the old requests the client falls back to when its version probe fails.
 KAFKA_API_VERSION = (2, 6, 0)
 
+# The contract's dead-letter headers (docs/contract/README.md); `flask dlq` reads them back.
+HEADER_ERROR_TYPE = "dlq.error.type"
+HEADER_ERROR_DETAIL = "dlq.error.detail"
+HEADER_SOURCE_TOPIC = "dlq.source.topic"
+HEADER_SOURCE_PARTITION = "dlq.source.partition"
+HEADER_SOURCE_OFFSET = "dlq.source.offset"
+
 # The largest record the source topic accepts (the broker's and the topic's max.message.bytes), and
 # what its dead letter may grow to: the record plus the dlq.* headers. scripts/infra.sh creates the
 # topics with these limits.
@@ -42,11 +49,11 @@ def encode_detail(detail: dict[str, Any]) -> bytes:
 
 def dead_letter_headers(record: Any, rejection: Rejection) -> list[tuple[str, bytes]]:
     return [
-        ("dlq.error.type", rejection.error_type.encode()),
-        ("dlq.error.detail", encode_detail(rejection.detail)),
-        ("dlq.source.topic", record.topic.encode()),
-        ("dlq.source.partition", str(record.partition).encode()),
-        ("dlq.source.offset", str(record.offset).encode()),
+        (HEADER_ERROR_TYPE, rejection.error_type.encode()),
+        (HEADER_ERROR_DETAIL, encode_detail(rejection.detail)),
+        (HEADER_SOURCE_TOPIC, record.topic.encode()),
+        (HEADER_SOURCE_PARTITION, str(record.partition).encode()),
+        (HEADER_SOURCE_OFFSET, str(record.offset).encode()),
     ]
 
 

@@ -1,0 +1,133 @@
+"""Reading a topic from its beginning (or given offsets) up to the end offsets it had when the
+read started, without a consumer group, so that reading never moves anyone's position."""
+
+import logging
+import time
+from collections.abc import Iterator
+from typing import Any
+
+from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
+from kafka.errors import CorruptRecordException, KafkaError
+
+from app.ingest.dead_letters import KAFKA_API_VERSION
+
+# How long a whole read may take before the tool gives up (a topic of a few hundred thousand
+# dead letters reads in well under that on these machines).
+READ_TIMEOUT_S = 120.0
+# Dead letters are as large as the largest record the source topic accepts (2 MiB with the
+# topics `make infra` creates) plus headers; a fetch must hold at least one of them.
+MAX_FETCH_BYTES = 3 * 1024 * 1024
+_REQUEST_TIMEOUT_MS = 10_000
+
+
+class _NoGroupNotice(logging.Filter):
+    """Reading without a group is the point here, not something to warn about on every run."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "group_id is None" not in record.getMessage()
+
+
+logging.getLogger("kafka.coordinator.consumer").addFilter(_NoGroupNotice())
+
+
+class DlqError(Exception):
+    """A failure the user can act on; the message says what to do. Exit code 1."""
+
+
+def unreachable(bootstrap: str, exc: BaseException) -> DlqError:
+    return DlqError(
+        f"Kafka is not reachable at {bootstrap} ({exc.__class__.__name__}). Start it with "
+        "`make infra`, or point KAFKA_BOOTSTRAP_SERVERS at a running broker."
+    )
+
+
+def topic_partitions(bootstrap: str, topics: dict[str, str]) -> dict[str, list[int]]:
+    """Each topic's partitions, asked of the admin API (which fails fast when the broker is down
+    and, unlike a consumer or producer, never auto-creates a topic it asks about). `topics` maps
+    a topic to the setting it comes from, for the error message."""
+    try:
+        client = KafkaAdminClient(bootstrap_servers=bootstrap, api_version=KAFKA_API_VERSION,
+                                  request_timeout_ms=_REQUEST_TIMEOUT_MS, client_id="order-service-dlq")
+    except KafkaError as exc:
+        raise unreachable(bootstrap, exc) from None
+    try:
+        described = client.describe_topics(list(topics))
+    except KafkaError as exc:
+        raise unreachable(bootstrap, exc) from None
+    finally:
+        client.close()
+    partitions: dict[str, list[int]] = {}
+    for entry in described:
+        if entry["error_code"] != 0 or not entry["partitions"]:
+            setting = topics.get(entry["topic"], "the topic")
+            raise DlqError(
+                f"topic {entry['topic']} does not exist on {bootstrap} (error code "
+                f"{entry['error_code']}); check {setting} (`make infra` creates the service's topics)."
+            )
+        partitions[entry["topic"]] = sorted(p["partition"] for p in entry["partitions"])
+    return partitions
+
+
+def new_consumer(bootstrap: str, group_id: str | None = None) -> KafkaConsumer:
+    """A consumer for assign(): never auto-commits; `group_id` only to read and commit offsets."""
+    return KafkaConsumer(
+        bootstrap_servers=bootstrap,
+        api_version=KAFKA_API_VERSION,
+        group_id=group_id,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        max_partition_fetch_bytes=MAX_FETCH_BYTES,
+        fetch_max_bytes=MAX_FETCH_BYTES * 4,
+        request_timeout_ms=_REQUEST_TIMEOUT_MS + 5_000,
+        client_id="order-service-dlq",
+    )
+
+
+def read_records(consumer: KafkaConsumer, topic: str, partitions: list[int],
+                 start: dict[int, int] | None = None, stop: dict[int, int] | None = None,
+                 timeout_s: float = READ_TIMEOUT_S) -> Iterator[Any]:
+    """Yield the records of `topic` from `start` (default: the beginning) up to `stop` (default:
+    the end offsets at the time of the call), per partition in offset order."""
+    tps = [TopicPartition(topic, partition) for partition in partitions]
+    consumer.assign(tps)
+    # A consumer that read before has these partitions paused (see below).
+    consumer.resume(*tps)
+    try:
+        ends = consumer.end_offsets(tps)
+    except KafkaError as exc:
+        raise unreachable(consumer.config["bootstrap_servers"], exc) from None
+    for tp in tps:
+        if stop and tp.partition in stop:
+            ends[tp] = min(ends[tp], stop[tp.partition])
+        if start and tp.partition in start:
+            consumer.seek(tp, start[tp.partition])
+        else:
+            consumer.seek_to_beginning(tp)
+    pending = set(tps)
+    deadline = time.monotonic() + timeout_s
+    while True:
+        done = {tp for tp in pending if consumer.position(tp) >= ends[tp]}
+        if done:
+            # Stop fetching past the captured end: the read is bounded even if records keep coming.
+            consumer.pause(*done)
+            pending -= done
+        if not pending:
+            return
+        if time.monotonic() > deadline:
+            behind = ", ".join(f"partition {tp.partition} at {consumer.position(tp)} of {ends[tp]}"
+                               for tp in sorted(pending))
+            raise DlqError(f"could not read {topic} to its end within {timeout_s:.0f} s ({behind}); "
+                           "is the broker overloaded? Run again.")
+        try:
+            batch = consumer.poll(timeout_ms=500)
+        except (CorruptRecordException, UnicodeDecodeError) as exc:
+            # E.g. a header name that is not UTF-8: kafka-python decodes header names inside poll()
+            # and fails the whole fetch, so the record cannot be skipped from here.
+            where = ", ".join(f"partition {tp.partition} at offset {consumer.position(tp)}"
+                              for tp in sorted(pending))
+            raise DlqError(f"kafka-python cannot read a record of {topic} near {where} ({exc}); "
+                           "a header name that is not UTF-8 does this.") from None
+        for tp, records in batch.items():
+            for record in records:
+                if record.offset < ends[tp]:
+                    yield record
