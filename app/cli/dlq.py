@@ -23,7 +23,7 @@ Exit codes: 0 done; 1 Kafka unreachable, a topic missing or the topic not
 readable to its end; 2 bad usage; 3 (replay) some dead letters were not
 acknowledged by the broker: they are not remembered, run again."""
 
-ERROR_TYPES = sorted(value for name, value in vars(ErrorType).items() if name.isupper())
+ERROR_TYPES = sorted(error_type.value for error_type in ErrorType)
 
 
 class ReplayIncomplete(click.ClickException):

@@ -10,6 +10,7 @@ from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
 from kafka.errors import CorruptRecordException, KafkaError
 
 from app.ingest.dead_letters import KAFKA_API_VERSION
+from app.ingest.kafka_records import tolerate_non_utf8_header_keys
 
 # How long a whole read may take before the tool gives up (a topic of a few hundred thousand
 # dead letters reads in well under that on these machines).
@@ -70,6 +71,8 @@ def topic_partitions(bootstrap: str, topics: dict[str, str]) -> dict[str, list[i
 
 def new_consumer(bootstrap: str, group_id: str | None = None) -> KafkaConsumer:
     """A consumer for assign(): never auto-commits; `group_id` only to read and commit offsets."""
+    # Header names that are not UTF-8 reach the tool (shown escaped) instead of failing the fetch.
+    tolerate_non_utf8_header_keys()
     return KafkaConsumer(
         bootstrap_servers=bootstrap,
         api_version=KAFKA_API_VERSION,
@@ -120,13 +123,11 @@ def read_records(consumer: KafkaConsumer, topic: str, partitions: list[int],
                            "is the broker overloaded? Run again.")
         try:
             batch = consumer.poll(timeout_ms=500)
-        except (CorruptRecordException, UnicodeDecodeError) as exc:
-            # E.g. a header name that is not UTF-8: kafka-python decodes header names inside poll()
-            # and fails the whole fetch, so the record cannot be skipped from here.
+        except CorruptRecordException as exc:
+            # The broker checked the record's CRC, so this is a record the client cannot parse.
             where = ", ".join(f"partition {tp.partition} at offset {consumer.position(tp)}"
                               for tp in sorted(pending))
-            raise DlqError(f"kafka-python cannot read a record of {topic} near {where} ({exc}); "
-                           "a header name that is not UTF-8 does this.") from None
+            raise DlqError(f"kafka-python cannot read a record of {topic} near {where} ({exc})") from None
         for tp, records in batch.items():
             for record in records:
                 if record.offset < ends[tp]:
