@@ -2,6 +2,7 @@
 real Kafka for readiness)."""
 
 import json
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 from jsonschema import Draft202012Validator, FormatChecker
@@ -14,7 +15,7 @@ from app.documents import served_form
 from app.orders.store import save_orders
 from app.seed.generator import OrderFactory
 from config import TestConfig
-from tests.helpers import wait_until
+from tests.helpers import cursor_of, wait_until
 from tests.unit.test_validation import REJECTIONS, with_change
 
 
@@ -240,3 +241,69 @@ def test_a_cache_hit_is_answered_alike_by_the_fast_path_and_by_flask(client, emp
     assert sorted(fast.headers.items()) == sorted(flask_only.headers.items())
     assert fast.headers["X-Order-Source"] == "cache"
     assert fast.headers["Content-Security-Policy"] and fast.headers["X-Content-Type-Options"] == "nosniff"
+
+
+# Digits that str.isdigit() accepts, and that int() either refuses (², ①) or reads as a number
+# (fullwidth ５, Arabic-Indic ٥); a limit is ASCII digits only. And a number too long for int().
+@pytest.mark.parametrize("limit", ["%C2%B2", "%E2%91%A0", "%EF%BC%95", "%D9%A5", "1%E2%81%B0",
+                                   pytest.param("1" * 5000, id="5000-digits")])
+def test_a_limit_in_anything_but_ascii_digits_is_400(client, limit):
+    response = client.get(f"/orders?limit={limit}")
+    assert response.status_code == 400
+    assert response.get_json()["error"] == "invalid_limit"
+
+
+# Cursors encode_cursor never makes: dates that overflow on their way to UTC, and order ids that
+# int() reads but that are not plain ASCII digits or do not fit a bigint.
+HOSTILE_CURSORS = [
+    "0001-01-01T00:00:00+23:00|1",
+    "9999-12-31T23:59:59-23:59|1",
+    "2026-01-01T00:00:00|1",
+    "2026-01-01T00:00:00+00:00|99999999999999999999",
+    "2026-01-01T00:00:00+00:00|\u0665",
+    "2026-01-01T00:00:00+00:00| 5",
+    "2026-01-01T00:00:00+00:00|5_0",
+    "2026-01-01T00:00:00+00:00|-1",
+]
+
+
+@pytest.mark.parametrize("raw", HOSTILE_CURSORS)
+def test_a_cursor_encode_cursor_never_makes_is_400(client, raw):
+    response = client.get(f"/orders?before={cursor_of(raw)}")
+    assert response.status_code == 400, response.get_data(as_text=True)
+    assert response.get_json()["error"] == "invalid_cursor"
+
+
+# Offsets Python parses and PostgreSQL refuses (beyond ±15:59, or with seconds), and a usual one.
+@pytest.mark.parametrize("offset", [timedelta(hours=9), timedelta(hours=23), -timedelta(hours=23, minutes=59),
+                                    timedelta(hours=5, minutes=30, seconds=15),
+                                    -timedelta(seconds=1, microseconds=500)])
+def test_a_cursor_in_any_utc_offset_pages_by_its_instant(client, example_order, offset):
+    save_orders([example_order])
+    created = datetime(2021, 11, 26, 6, 22, 19, tzinfo=UTC)  # the example's date_created
+    assert served_form(example_order)["date_created"] == "2021-11-26T06:22:19Z"
+
+    def page_before(moment: datetime) -> list[str]:
+        cursor = cursor_of(f"{moment.astimezone(timezone(offset)).isoformat()}|999999")
+        response = client.get(f"/orders?before={cursor}")
+        assert response.status_code == 200, response.get_data(as_text=True)
+        return [order["order_uid"] for order in response.get_json()["orders"]]
+
+    assert page_before(created + timedelta(seconds=1)) == [example_order["order_uid"]]
+    assert page_before(created - timedelta(seconds=1)) == []
+
+
+def metric_lines(client, name: str) -> list[str]:
+    return [line for line in client.get("/metrics").get_data(as_text=True).splitlines()
+            if line.startswith(name)]
+
+
+def test_request_metrics_keep_a_bounded_set_of_methods_and_routes(client):
+    for index in range(5):
+        client.open("/orders", method=f"BREW{index}")
+        client.open(f"/no/such/route/{index}", method="GET")
+        client.open(f"/order/{index}", method="PROPFIND")
+    lines = metric_lines(client, "http_request_duration_seconds_count")
+    assert not [line for line in lines if "BREW" in line or "PROPFIND" in line or "/no/such" in line]
+    assert [line for line in lines if 'method="other"' in line and 'status="405"' in line]
+    assert [line for line in lines if 'route="unmatched"' in line and 'status="404"' in line]
