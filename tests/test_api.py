@@ -9,7 +9,7 @@ from jsonschema import Draft202012Validator, FormatChecker
 from openapi_spec_validator import validate as validate_openapi
 
 from app import create_app
-from app.cache import order_cache
+from app.cache import order_cache_for
 from app.cache.warmup import warm_cache
 from app.documents import served_form
 from app.orders.store import save_orders
@@ -21,7 +21,7 @@ from tests.unit.test_validation import REJECTIONS, with_change
 
 @pytest.fixture
 def client(empty_db):
-    order_cache.clear()
+    order_cache_for(empty_db).clear()  # the session's app, shared: no test sees another's answers
     return empty_db.test_client()
 
 
@@ -81,13 +81,13 @@ def test_an_unknown_id_is_404_and_remembered_briefly(client, spec):
 def test_an_order_arriving_after_a_miss_is_served_at_once_by_the_writing_worker(client, example_order):
     assert client.get(f"/order/{example_order['order_uid']}").status_code == 404
     save_orders([example_order])
-    order_cache.put_documents([served_form(example_order)])  # what the consumer does after commit
+    # What the consumer does after its commit:
+    order_cache_for(client.application).put_documents([served_form(example_order)])
     assert client.get(f"/order/{example_order['order_uid']}").status_code == 200
 
 
 def test_other_workers_forget_a_miss_within_its_ttl(database_url, empty_db, example_order):
     app = create_app(TestConfig, {"SQLALCHEMY_DATABASE_URI": database_url, "CACHE_MISS_TTL": 1})
-    order_cache.clear()
     client = app.test_client()
     assert client.get(f"/order/{example_order['order_uid']}").status_code == 404
     save_orders([example_order])  # stored by another worker: this one's cache is not told
@@ -174,7 +174,6 @@ def test_readyz_names_kafka_when_it_is_unreachable(database_url, empty_db):
 def test_readyz_and_reads_name_postgresql_when_it_is_unreachable(kafka_bootstrap):
     app = create_app(TestConfig, {
         "SQLALCHEMY_DATABASE_URI": "postgresql+psycopg2://orders:orders@127.0.0.1:1/orders"})
-    order_cache.clear()
     client = app.test_client()
     ready = client.get("/readyz")
     assert ready.status_code == 503 and ready.get_json()["checks"]["postgresql"]["ok"] is False
@@ -219,12 +218,12 @@ def test_warm_up_loads_the_most_recent_orders(database_url, empty_db):
     orders = list(OrderFactory(seed=53).orders(30))
     save_orders(orders)
     app = create_app(TestConfig, {"SQLALCHEMY_DATABASE_URI": database_url, "CACHE_WARMUP": 10})
-    order_cache.clear()
     assert warm_cache(app) == 10
     newest = sorted(orders, key=lambda o: served_form(o)["date_created"], reverse=True)
+    cache = order_cache_for(app)
     for order in newest[:10]:
-        assert json.loads(order_cache.lookup(order["order_uid"]).body) == served_form(order)
-    assert order_cache.lookup(newest[10]["order_uid"]) is None
+        assert json.loads(cache.lookup(order["order_uid"]).body) == served_form(order)
+    assert cache.lookup(newest[10]["order_uid"]) is None
 
 
 def test_a_cache_hit_is_answered_alike_by_the_fast_path_and_by_flask(client, empty_db, example_order):
@@ -307,3 +306,16 @@ def test_request_metrics_keep_a_bounded_set_of_methods_and_routes(client):
     assert not [line for line in lines if "BREW" in line or "PROPFIND" in line or "/no/such" in line]
     assert [line for line in lines if 'method="other"' in line and 'status="405"' in line]
     assert [line for line in lines if 'route="unmatched"' in line and 'status="404"' in line]
+
+
+def test_each_app_has_a_cache_of_its_own(database_url, empty_db, example_order):
+    """A second app in the process (a test, a CLI beside a server) neither empties nor turns off
+    the first one's cache, and each answers from its own."""
+    save_orders([example_order])
+    path = f"/order/{example_order['order_uid']}"
+    first = create_app(TestConfig, {"SQLALCHEMY_DATABASE_URI": database_url})
+    assert first.test_client().get(path).headers["X-Order-Source"] == "database"
+    second = create_app(TestConfig, {"SQLALCHEMY_DATABASE_URI": database_url, "CACHE_THRESHOLD": 0})
+    assert first.test_client().get(path).headers["X-Order-Source"] == "cache"
+    assert second.test_client().get(path).headers["X-Order-Source"] == "database"
+    assert second.test_client().get(path).headers["X-Order-Source"] == "database"

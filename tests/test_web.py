@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from app.cache import order_cache
+from app.cache import order_cache_for
 from app.orders.store import save_orders
 from app.security import CONTENT_SECURITY_POLICY
 from app.validation import validate_order
@@ -124,7 +124,7 @@ def order_like(example: dict[str, Any], uid: str, created: datetime, **changes: 
 
 @pytest.fixture
 def client(empty_db):
-    order_cache.clear()  # per process, and it remembers misses: no test sees another's answers
+    order_cache_for(empty_db).clear()  # the session's app, shared: no test sees another's answers
     return empty_db.test_client()
 
 

@@ -1,7 +1,12 @@
 """The per-process read cache: each order ready to send (encoded JSON body and ETag), so that a
 hit does no database work and no re-encoding. Orders are immutable, so a cached order is never
-stale; unknown ids are remembered briefly so a flood of them doesn't become a flood of queries."""
+stale; unknown ids are remembered briefly so a flood of them doesn't become a flood of queries.
 
+One OrderCache per app, created by `init_order_cache` in the factory and found with
+`order_cache_for(app)`: two apps in one process (tests, a CLI next to a server) never share one.
+"""
+
+import enum
 import hashlib
 import heapq
 import time
@@ -9,11 +14,22 @@ from collections.abc import Iterable
 from typing import Any, NamedTuple
 
 from cachelib import SimpleCache
-from flask import Flask
+from flask import Flask, current_app
 
 from app.documents import encode_document
 
-_MISSING = "missing"
+EXTENSION = "order_cache"
+# What the cache holds for an id it recently found missing (cachelib stores plain, picklable data).
+_MISSING_MARKER = "missing"
+
+
+class KnownMissing(enum.Enum):
+    """`OrderCache.lookup`'s answer for an id recently found missing in PostgreSQL."""
+
+    KNOWN_MISSING = "known missing"
+
+
+KNOWN_MISSING = KnownMissing.KNOWN_MISSING
 
 
 class CachedOrder(NamedTuple):
@@ -32,9 +48,12 @@ class _BulkEvictingCache(SimpleCache):
 
     cachelib's own `_prune`, once the cache is full, scans and sorts every entry on every `set` to
     drop a single one: at 20,000 entries that is milliseconds per write, and ingest slowed from
-    ~2,000 to ~300 orders/s when the caches filled up (make bench). Here a full cache drops what
-    has expired and then the tenth of its entries that expire first, so the cost is paid once per
+    ~2,000 to ~300 orders/s when the caches filled up (make bench). Here a full cache drops what has
+    expired and then the tenth of its entries that expire first, so the cost is paid once per
     `threshold / 10` writes.
+
+    cachelib has no public hook for eviction, so this overrides its private `_prune` and calls
+    `_remove_expired`; tests/unit/test_cache.py pins both against the cachelib in requirements.txt.
     """
 
     def _prune(self) -> None:
@@ -51,27 +70,22 @@ class _BulkEvictingCache(SimpleCache):
 class OrderCache:
     """cachelib's SimpleCache (thread-safe from 0.15) behind an order-shaped interface."""
 
-    def __init__(self) -> None:
-        self._cache: SimpleCache = _BulkEvictingCache(threshold=0)
-        self._miss_ttl = 1
-        self.enabled = False
+    def __init__(self, threshold: int, ttl: int, miss_ttl: int) -> None:
+        self.enabled = threshold > 0
+        self._cache = _BulkEvictingCache(threshold=max(threshold, 1), default_timeout=ttl)
+        self._miss_ttl = miss_ttl
 
-    def init_app(self, app: Flask) -> None:
-        self.enabled = app.config["CACHE_THRESHOLD"] > 0
-        self._cache = _BulkEvictingCache(
-            threshold=max(app.config["CACHE_THRESHOLD"], 1),
-            default_timeout=app.config["CACHE_TTL"],
-        )
-        self._miss_ttl = app.config["CACHE_MISS_TTL"]
-        app.extensions["order_cache"] = self
+    @classmethod
+    def from_config(cls, config: Any) -> "OrderCache":
+        return cls(config["CACHE_THRESHOLD"], config["CACHE_TTL"], config["CACHE_MISS_TTL"])
 
-    def lookup(self, order_uid: str) -> CachedOrder | bool | None:
-        """The cached order; False if it was recently found missing; None if not known here."""
+    def lookup(self, order_uid: str) -> CachedOrder | KnownMissing | None:
+        """The cached order; KNOWN_MISSING if it was recently found missing; None if not known here."""
         if not self.enabled:
             return None
         value = self._cache.get(order_uid)
-        if value == _MISSING:
-            return False
+        if value == _MISSING_MARKER:
+            return KNOWN_MISSING
         return CachedOrder(*value) if value is not None else None
 
     def put_document(self, document: dict[str, Any]) -> CachedOrder:
@@ -88,10 +102,19 @@ class OrderCache:
 
     def remember_missing(self, order_uid: str) -> None:
         if self.enabled and self._miss_ttl > 0:
-            self._cache.set(order_uid, _MISSING, timeout=self._miss_ttl)
+            self._cache.set(order_uid, _MISSING_MARKER, timeout=self._miss_ttl)
 
     def clear(self) -> None:
         self._cache.clear()
 
 
-order_cache = OrderCache()
+def init_order_cache(app: Flask) -> OrderCache:
+    """A fresh cache for `app`, kept in app.extensions."""
+    cache = OrderCache.from_config(app.config)
+    app.extensions[EXTENSION] = cache
+    return cache
+
+
+def order_cache_for(app: Flask | None = None) -> OrderCache:
+    """The cache of `app`, or of the current app."""
+    return (app or current_app).extensions[EXTENSION]

@@ -17,7 +17,7 @@ from app.ingest.consumer import OrderConsumer
 def consume():
     """Consume KAFKA_TOPIC until SIGINT/SIGTERM, then commit, leave the group and exit."""
     app = current_app._get_current_object()
-    consumer = OrderConsumer(app, on_stored=cache_write_through)
+    consumer = OrderConsumer(app, on_stored=cache_write_through(app))
     worker = threading.Thread(target=consumer.run, name="order-consumer")
 
     def stop(signum, _frame):
