@@ -58,6 +58,8 @@ class Config:
     CONSUMER_MAX_BACKOFF_S = _env_int("CONSUMER_MAX_BACKOFF_S", 10)
 
     CACHE_THRESHOLD = _env_int("CACHE_THRESHOLD", 20_000)
+    # Orders may be up to 1 MiB each, so the count alone does not bound a worker's memory.
+    CACHE_MAX_BYTES = _env_int("CACHE_MAX_BYTES", 128 * 1024 * 1024)
     CACHE_TTL = _env_int("CACHE_TTL", 3600)
     CACHE_MISS_TTL = _env_int("CACHE_MISS_TTL", 2)
     CACHE_WARMUP = _env_int("CACHE_WARMUP", 1000)

@@ -319,3 +319,42 @@ def test_each_app_has_a_cache_of_its_own(database_url, empty_db, example_order):
     assert first.test_client().get(path).headers["X-Order-Source"] == "cache"
     assert second.test_client().get(path).headers["X-Order-Source"] == "database"
     assert second.test_client().get(path).headers["X-Order-Source"] == "database"
+
+
+def test_a_lookup_racing_the_consumer_never_hides_the_order_it_stored(client, example_order, monkeypatch):
+    """The lookup reads PostgreSQL (no order yet); the consumer then stores the order and writes it
+    through; only then does the lookup remember its miss. The order must stay served."""
+    import threading
+
+    import app.orders.lookup as lookup
+
+    application, path = client.application, f"/order/{example_order['order_uid']}"
+    read_postgresql = lookup.get_order
+
+    def consumer_commits_right_after_the_read(order_uid: str):
+        found = read_postgresql(order_uid)
+
+        def consume() -> None:  # on a thread and in a session of its own, as the consumer does
+            with application.app_context():
+                save_orders([example_order])
+            order_cache_for(application).put_documents([served_form(example_order)])
+
+        consumer = threading.Thread(target=consume)
+        consumer.start()
+        consumer.join()
+        return found
+
+    monkeypatch.setattr(lookup, "get_order", consumer_commits_right_after_the_read)
+    assert client.get(path).status_code == 404  # true when PostgreSQL was read
+    monkeypatch.undo()
+    again = client.get(path)
+    assert again.status_code == 200 and again.headers["X-Order-Source"] == "cache"
+
+
+def test_the_cache_byte_budget_comes_from_the_configuration(database_url, empty_db, example_order):
+    save_orders([example_order])
+    path = f"/order/{example_order['order_uid']}"
+    off = create_app(TestConfig, {"SQLALCHEMY_DATABASE_URI": database_url, "CACHE_MAX_BYTES": 0})
+    assert [off.test_client().get(path).headers["X-Order-Source"] for _ in range(2)] == ["database"] * 2
+    on = create_app(TestConfig, {"SQLALCHEMY_DATABASE_URI": database_url, "CACHE_MAX_BYTES": 10**6})
+    assert [on.test_client().get(path).headers["X-Order-Source"] for _ in range(2)] == ["database", "cache"]

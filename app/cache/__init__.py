@@ -43,18 +43,63 @@ class CachedOrder(NamedTuple):
         return cls(body, hashlib.blake2b(body, digest_size=12).hexdigest())
 
 
+class _SizedEntries(dict):
+    """SimpleCache's entries, {key: (expiry, serialized value)}, keeping the sum of the serialized
+    sizes as cachelib adds and drops entries (it uses item assignment, pop and clear)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.nbytes = 0
+
+    def __setitem__(self, key: str, entry: tuple[float, bytes]) -> None:
+        self.pop(key, None)
+        super().__setitem__(key, entry)
+        self.nbytes += len(entry[1])
+
+    def __delitem__(self, key: str) -> None:
+        self.pop(key)
+
+    def pop(self, key: str, *default: Any) -> Any:
+        if key not in self:
+            return super().pop(key, *default)
+        entry = super().pop(key)
+        self.nbytes -= len(entry[1])
+        return entry
+
+    def clear(self) -> None:
+        super().clear()
+        self.nbytes = 0
+
+    def _untracked(self, *args: Any, **kwargs: Any) -> Any:
+        raise NotImplementedError("_SizedEntries tracks item assignment, pop and clear only")
+
+    popitem = setdefault = update = _untracked
+
+
 class _BulkEvictingCache(SimpleCache):
-    """SimpleCache whose eviction works in bulk.
+    """SimpleCache whose eviction works in bulk, bounded by entry count and by bytes.
 
     cachelib's own `_prune`, once the cache is full, scans and sorts every entry on every `set` to
     drop a single one: at 20,000 entries that is milliseconds per write, and ingest slowed from
     ~2,000 to ~300 orders/s when the caches filled up (make bench). Here a full cache drops what has
     expired and then the tenth of its entries that expire first, so the cost is paid once per
-    `threshold / 10` writes.
+    `threshold / 10` writes. Bytes are bounded the same way: a write that takes the serialized
+    values past `max_bytes` drops what has expired, then what expires first down to 90% of it.
 
-    cachelib has no public hook for eviction, so this overrides its private `_prune` and calls
-    `_remove_expired`; tests/unit/test_cache.py pins both against the cachelib in requirements.txt.
+    cachelib has no public hook for eviction, so this overrides its private `_prune` (run before
+    every write), calls `_remove_expired` and swaps `_cache` for a dict that counts bytes;
+    tests/unit/test_cache.py pins all three against the cachelib in requirements.txt.
     """
+
+    def __init__(self, threshold: int, max_bytes: int, default_timeout: int) -> None:
+        super().__init__(threshold=threshold, default_timeout=default_timeout)
+        self._cache: _SizedEntries = _SizedEntries()
+        self.max_bytes = max_bytes
+
+    @property
+    def nbytes(self) -> int:
+        """The serialized size of every value held."""
+        return self._cache.nbytes
 
     def _prune(self) -> None:
         if len(self._cache) < self._threshold:
@@ -66,18 +111,43 @@ class _BulkEvictingCache(SimpleCache):
             for key, _ in oldest:
                 self._cache.pop(key, None)
 
+    def _fit_bytes(self) -> None:
+        if self._cache.nbytes <= self.max_bytes:
+            return
+        self._remove_expired(time.time())
+        target = int(self.max_bytes * 0.9)
+        for key, _ in sorted(self._cache.items(), key=lambda item: item[1][0]):
+            if self._cache.nbytes <= target:
+                return
+            self._cache.pop(key, None)
+
+    def set(self, key: str, value: Any, timeout: int | None = None) -> bool:
+        with self._lock:
+            stored = bool(super().set(key, value, timeout))
+            self._fit_bytes()
+            return stored
+
+    def add(self, key: str, value: Any, timeout: int | None = None) -> bool:
+        with self._lock:
+            added = super().add(key, value, timeout)
+            self._fit_bytes()
+            return added
+
 
 class OrderCache:
     """cachelib's SimpleCache (thread-safe from 0.15) behind an order-shaped interface."""
 
-    def __init__(self, threshold: int, ttl: int, miss_ttl: int) -> None:
-        self.enabled = threshold > 0
-        self._cache = _BulkEvictingCache(threshold=max(threshold, 1), default_timeout=ttl)
+    def __init__(self, threshold: int, max_bytes: int, ttl: int, miss_ttl: int) -> None:
+        self.enabled = threshold > 0 and max_bytes > 0
+        self._cache = _BulkEvictingCache(max(threshold, 1), max(max_bytes, 1), default_timeout=ttl)
+        # One order may not take more than a tenth of the budget, so that it never flushes the cache.
+        self._max_order_bytes = max_bytes // 10
         self._miss_ttl = miss_ttl
 
     @classmethod
     def from_config(cls, config: Any) -> "OrderCache":
-        return cls(config["CACHE_THRESHOLD"], config["CACHE_TTL"], config["CACHE_MISS_TTL"])
+        return cls(config["CACHE_THRESHOLD"], config["CACHE_MAX_BYTES"], config["CACHE_TTL"],
+                   config["CACHE_MISS_TTL"])
 
     def lookup(self, order_uid: str) -> CachedOrder | KnownMissing | None:
         """The cached order; KNOWN_MISSING if it was recently found missing; None if not known here."""
@@ -89,8 +159,9 @@ class OrderCache:
         return CachedOrder(*value) if value is not None else None
 
     def put_document(self, document: dict[str, Any]) -> CachedOrder:
+        """The order ready to send, kept unless it is larger than a tenth of the byte budget."""
         cached = CachedOrder.from_document(document)
-        if self.enabled:
+        if self.enabled and len(cached.body) <= self._max_order_bytes:
             self._cache.set(document["order_uid"], tuple(cached))
         return cached
 
@@ -101,8 +172,16 @@ class OrderCache:
             self.put_document(document)
 
     def remember_missing(self, order_uid: str) -> None:
+        """Remember that PostgreSQL had no such order, unless the order is cached by now: a
+        lookup that read PostgreSQL just before the consumer stored and cached the order must
+        not replace it (cachelib's `add` checks and writes under the cache's lock)."""
         if self.enabled and self._miss_ttl > 0:
-            self._cache.set(order_uid, _MISSING_MARKER, timeout=self._miss_ttl)
+            self._cache.add(order_uid, _MISSING_MARKER, timeout=self._miss_ttl)
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes held: the serialized cached orders and remembered misses."""
+        return self._cache.nbytes
 
     def clear(self) -> None:
         self._cache.clear()
