@@ -2,6 +2,8 @@
 match `make infra`, so a fresh clone runs without any configuration at all."""
 
 import os
+from collections.abc import Mapping
+from typing import Any
 
 from dotenv import load_dotenv
 
@@ -30,21 +32,44 @@ def _env_bool(name: str, default: bool) -> bool:
     raise ValueError(f"{name}={raw!r} is not a boolean; use true or false")
 
 
+# TCP keepalives on every PostgreSQL connection: a peer that vanished without a word (a host gone,
+# a dropped NAT entry) is noticed after idle + interval × count seconds, not after the kernel's
+# two hours.
+DB_KEEPALIVES = {"keepalives": 1, "keepalives_idle": 30, "keepalives_interval": 10, "keepalives_count": 3}
+
+
+def engine_options(config: Mapping[str, Any]) -> dict[str, Any]:
+    """SQLAlchemy's engine options, from the DB_* settings (the factory sets them, so that an
+    app's own settings apply to its engine)."""
+    return {
+        # A connection killed by a PostgreSQL restart is noticed before use, not mid-request.
+        "pool_pre_ping": True,
+        "pool_size": config["DB_POOL_SIZE"],
+        "connect_args": {
+            "connect_timeout": 5,
+            "application_name": "order-service",
+            **DB_KEEPALIVES,
+            # UTC sessions: timestamps come back in UTC whatever the server's zone. No statement
+            # may hold a request thread (or the consumer) for long, nor wait long for a lock
+            # (an INSERT behind another session's uncommitted insert of the same order_uid);
+            # either ends in an OperationalError: 503 for a reader, an outage for the consumer.
+            "options": (
+                "-c timezone=UTC"
+                f" -c statement_timeout={config['DB_STATEMENT_TIMEOUT_MS']}"
+                f" -c lock_timeout={config['DB_LOCK_TIMEOUT_MS']}"
+            ),
+        },
+    }
+
+
 class Config:
     SQLALCHEMY_DATABASE_URI = os.environ.get(
         "DATABASE_URL", "postgresql+psycopg2://orders:orders@127.0.0.1:5432/orders"
     )
-    SQLALCHEMY_ENGINE_OPTIONS = {
-        # A connection killed by a PostgreSQL restart is noticed before use, not mid-request.
-        "pool_pre_ping": True,
-        "pool_size": _env_int("DB_POOL_SIZE", 5),
-        # UTC sessions: timestamps come back in UTC whatever the server's zone.
-        "connect_args": {
-            "connect_timeout": 5,
-            "application_name": "order-service",
-            "options": "-c timezone=UTC",
-        },
-    }
+    DB_POOL_SIZE = _env_int("DB_POOL_SIZE", 5)
+    # Milliseconds; 0 means no limit (PostgreSQL's own default).
+    DB_STATEMENT_TIMEOUT_MS = _env_int("DB_STATEMENT_TIMEOUT_MS", 5000)
+    DB_LOCK_TIMEOUT_MS = _env_int("DB_LOCK_TIMEOUT_MS", 2000)
 
     KAFKA_BOOTSTRAP_SERVERS = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
     KAFKA_TOPIC = os.environ.get("KAFKA_TOPIC", "orders")
