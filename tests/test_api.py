@@ -358,3 +358,9 @@ def test_the_cache_byte_budget_comes_from_the_configuration(database_url, empty_
     assert [off.test_client().get(path).headers["X-Order-Source"] for _ in range(2)] == ["database"] * 2
     on = create_app(TestConfig, {"SQLALCHEMY_DATABASE_URI": database_url, "CACHE_MAX_BYTES": 10**6})
     assert [on.test_client().get(path).headers["X-Order-Source"] for _ in range(2)] == ["database", "cache"]
+
+
+def test_a_query_string_that_is_not_utf8_is_400(client):
+    # As gunicorn hands a raw request line over: one code point per byte.
+    response = client.get("/orders", environ_overrides={"QUERY_STRING": "limit=\x80"})
+    assert response.status_code == 400 and set(response.get_json()) == {"error", "message"}

@@ -405,3 +405,8 @@ def test_a_page_link_with_an_offset_postgresql_refuses_pages_by_its_instant(clie
     assert [row[0] for row in body_rows(page.find("table"))] == [example_order["order_uid"]]
     page = get_page(client, f"/?before={cursor_of('2021-11-26T11:52:33+05:30:15|999999')}")
     assert not page.find_all("tbody") and "No orders" in page.find("main").text()
+
+
+def test_a_query_string_that_is_not_utf8_is_a_400_page(client):
+    response = client.get("/", environ_overrides={"QUERY_STRING": "id=\xff"})
+    assert response.status_code == 400 and response.mimetype == "text/html"
