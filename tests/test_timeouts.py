@@ -95,3 +95,9 @@ def test_database_connections_keep_tcp_keepalives(app_ctx):
             sock.close()
     finally:
         connection.close()
+
+
+def test_the_openapi_document_names_the_503_of_every_read(app):
+    paths = app.test_client().get("/openapi.json").get_json()["paths"]
+    assert "503" in paths["/order/{order_uid}"]["get"]["responses"]
+    assert "503" in paths["/orders"]["get"]["responses"]
