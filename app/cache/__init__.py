@@ -178,11 +178,6 @@ class OrderCache:
         if self.enabled and self._miss_ttl > 0:
             self._cache.add(order_uid, _MISSING_MARKER, timeout=self._miss_ttl)
 
-    @property
-    def nbytes(self) -> int:
-        """Bytes held: the serialized cached orders and remembered misses."""
-        return self._cache.nbytes
-
     def clear(self) -> None:
         self._cache.clear()
 

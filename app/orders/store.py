@@ -199,8 +199,8 @@ _MAX_ORDER_ID = 2**63 - 1
 
 def decode_cursor(cursor: str) -> tuple[datetime, int]:
     """Raises ValueError for anything that encode_cursor did not make. The date comes back in UTC:
-    Python parses offsets that PostgreSQL refuses (beyond ±15:59, or with seconds), so none is
-    passed on, and one that overflows on the way to UTC is malformed too."""
+    Python parses offsets that PostgreSQL refuses (beyond ±15:59, or with a fraction of a
+    second), so none is passed on, and one that overflows on the way to UTC is malformed too."""
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
         moment, order_id = raw.split("|")
