@@ -2,6 +2,8 @@
 match `make infra`, so a fresh clone runs without any configuration at all."""
 
 import os
+from collections.abc import Mapping
+from typing import Any
 
 from dotenv import load_dotenv
 
@@ -32,10 +34,13 @@ DEFAULTS: dict[str, str | int | bool] = {
     "CONSUMER_BATCH_WAIT_MS": 200,
     "CONSUMER_MAX_BACKOFF_S": 10,
     "CACHE_THRESHOLD": 20_000,
+    "CACHE_MAX_BYTES": 128 * 1024 * 1024,
     "CACHE_TTL": 3600,
     "CACHE_MISS_TTL": 2,
     "CACHE_WARMUP": 1000,
     "DB_POOL_SIZE": 5,
+    "DB_STATEMENT_TIMEOUT_MS": 5000,
+    "DB_LOCK_TIMEOUT_MS": 2000,
     "LOG_LEVEL": "INFO",
     "ORDER_SERVICE_HOME": "~/.cache/order-service",  # `make infra` only; honours $XDG_CACHE_HOME
 }
@@ -74,19 +79,42 @@ def env_bool(name: str) -> bool:
     raise ValueError(f"{name}={raw!r} is not a boolean; use true or false")
 
 
-class Config:
-    SQLALCHEMY_DATABASE_URI = env_str("DATABASE_URL")
-    SQLALCHEMY_ENGINE_OPTIONS = {
+# TCP keepalives on every PostgreSQL connection: a peer that vanished without a word (a host gone,
+# a dropped NAT entry) is noticed after idle + interval × count seconds, not after the kernel's
+# two hours.
+DB_KEEPALIVES = {"keepalives": 1, "keepalives_idle": 30, "keepalives_interval": 10, "keepalives_count": 3}
+
+
+def engine_options(config: Mapping[str, Any]) -> dict[str, Any]:
+    """SQLAlchemy's engine options, from the DB_* settings (the factory sets them, so that an
+    app's own settings apply to its engine)."""
+    return {
         # A connection killed by a PostgreSQL restart is noticed before use, not mid-request.
         "pool_pre_ping": True,
-        "pool_size": env_int("DB_POOL_SIZE"),
-        # UTC sessions: timestamps come back in UTC whatever the server's zone.
+        "pool_size": config["DB_POOL_SIZE"],
         "connect_args": {
             "connect_timeout": 5,
             "application_name": "order-service",
-            "options": "-c timezone=UTC",
+            **DB_KEEPALIVES,
+            # UTC sessions: timestamps come back in UTC whatever the server's zone. No statement
+            # may hold a request thread (or the consumer) for long, nor wait long for a lock
+            # (an INSERT behind another session's uncommitted insert of the same order_uid);
+            # either ends in an OperationalError: 503 for a reader, an outage for the consumer.
+            "options": (
+                "-c timezone=UTC"
+                f" -c statement_timeout={config['DB_STATEMENT_TIMEOUT_MS']}"
+                f" -c lock_timeout={config['DB_LOCK_TIMEOUT_MS']}"
+            ),
         },
     }
+
+
+class Config:
+    SQLALCHEMY_DATABASE_URI = env_str("DATABASE_URL")
+    DB_POOL_SIZE = env_int("DB_POOL_SIZE")
+    # Milliseconds; 0 means no limit (PostgreSQL's own default).
+    DB_STATEMENT_TIMEOUT_MS = env_int("DB_STATEMENT_TIMEOUT_MS")
+    DB_LOCK_TIMEOUT_MS = env_int("DB_LOCK_TIMEOUT_MS")
 
     KAFKA_BOOTSTRAP_SERVERS = env_str("KAFKA_BOOTSTRAP_SERVERS")
     KAFKA_TOPIC = env_str("KAFKA_TOPIC")
@@ -100,6 +128,8 @@ class Config:
     CONSUMER_MAX_BACKOFF_S = env_int("CONSUMER_MAX_BACKOFF_S")
 
     CACHE_THRESHOLD = env_int("CACHE_THRESHOLD")
+    # Orders may be up to 1 MiB each, so the count alone does not bound a worker's memory.
+    CACHE_MAX_BYTES = env_int("CACHE_MAX_BYTES")
     CACHE_TTL = env_int("CACHE_TTL")
     CACHE_MISS_TTL = env_int("CACHE_MISS_TTL")
     CACHE_WARMUP = env_int("CACHE_WARMUP")

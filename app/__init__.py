@@ -5,7 +5,7 @@ from typing import Any
 from flask import Flask
 
 from app.logs import configure_logging
-from config import Config
+from config import Config, engine_options
 
 
 def create_app(config_class: type = Config, overrides: dict[str, Any] | None = None) -> Flask:
@@ -14,14 +14,15 @@ def create_app(config_class: type = Config, overrides: dict[str, Any] | None = N
     app = Flask(__name__)
     app.config.from_object(config_class)
     app.config.update(overrides or {})
+    app.config.setdefault("SQLALCHEMY_ENGINE_OPTIONS", engine_options(app.config))
     configure_logging(app)
 
-    from app.cache import order_cache
+    from app.cache import init_order_cache
     from app.extensions import db, migrate
 
     db.init_app(app)
     migrate.init_app(app, db, directory=_migrations_dir())
-    order_cache.init_app(app)
+    order_cache = init_order_cache(app)
 
     from app.errors import register_error_handlers
     from app.health import bp as health_bp
@@ -41,7 +42,7 @@ def create_app(config_class: type = Config, overrides: dict[str, Any] | None = N
 
     from app.orders.fast_path import CachedOrderFastPath
 
-    app.wsgi_app = CachedOrderFastPath(app.wsgi_app)
+    app.wsgi_app = CachedOrderFastPath(app.wsgi_app, order_cache)
 
     from app.cli import register_commands
 

@@ -3,7 +3,7 @@ reaches a client."""
 
 import logging
 
-from flask import Flask, jsonify
+from flask import Flask, abort, jsonify, request
 from sqlalchemy.exc import OperationalError
 from werkzeug.exceptions import HTTPException, InternalServerError
 
@@ -34,6 +34,16 @@ def json_error(status: int, error: str, message: str):
 
 
 def register_error_handlers(app: Flask) -> None:
+    @app.before_request
+    def refuse_an_undecodable_query() -> None:
+        # werkzeug decodes the raw query as strict UTF-8 when request.args is first read: a
+        # byte like 0x80 would raise there, inside a view, as a 500. A 400 instead (JSON for the
+        # API, a page for the web routes, by their own HTTPException handlers).
+        try:
+            request.args  # noqa: B018
+        except UnicodeDecodeError:
+            abort(400, "The query string is not valid UTF-8.")
+
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException):
         name = (exc.name or "error").lower().replace(" ", "_")

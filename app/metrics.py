@@ -26,6 +26,7 @@ HTTP_DURATION = Histogram(
     ["route", "method", "status"],
     buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
 )
+KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "CONNECT"})
 BATCH_SIZE = Histogram(
     "ingest_batch_size", "Records per consumed batch", buckets=(1, 5, 10, 25, 50, 100, 250, 500, 1000)
 )
@@ -65,8 +66,11 @@ def init_metrics(app: Flask) -> None:
     def observe(response: Response) -> Response:
         started = g.pop("request_started", None)
         if started is not None:
+            # Both labels come from a fixed set, so no client can create series at will: the
+            # route is the matched rule's pattern, and gunicorn accepts any token as a method.
             route = request.url_rule.rule if request.url_rule else "unmatched"
-            HTTP_DURATION.labels(route, request.method, str(response.status_code)).observe(
+            method = request.method if request.method in KNOWN_METHODS else "other"
+            HTTP_DURATION.labels(route, method, str(response.status_code)).observe(
                 time.perf_counter() - started
             )
         return response

@@ -122,6 +122,7 @@ def openapi_document() -> dict[str, Any]:
                     "responses": {
                         "200": _json("RecentOrders", "A page of order summaries"),
                         "400": {**error, "description": "Bad limit or cursor"},
+                        "503": {**error, "description": "PostgreSQL unavailable"},
                     },
                 }
             },

@@ -98,6 +98,9 @@ def run_migrations_online():
         )
 
         with context.begin_transaction():
+            # A schema change may rightly take longer than the service lets a statement run
+            # (DB_STATEMENT_TIMEOUT_MS); it keeps the lock timeout, so it never queues reads for long.
+            context.execute("SET LOCAL statement_timeout = 0")
             context.run_migrations()
 
 

@@ -1,5 +1,6 @@
 """Helpers the tests use to drive and inspect the real Kafka and PostgreSQL."""
 
+import base64
 import json
 import subprocess
 import sys
@@ -22,6 +23,12 @@ from app.orders.models import orders_table
 
 # The order contract and its canonical example live in the repository.
 CONTRACT_DIR = Path(__file__).resolve().parents[1] / "docs" / "contract"
+
+
+def cursor_of(raw: str) -> str:
+    """A `before` cursor in the form encode_cursor writes (URL-safe base64 without padding),
+    holding whatever text a test (or an attacker) chose."""
+    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
 
 
 def contract_example() -> dict:

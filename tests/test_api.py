@@ -2,25 +2,26 @@
 real Kafka for readiness)."""
 
 import json
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 from jsonschema import Draft202012Validator, FormatChecker
 from openapi_spec_validator import validate as validate_openapi
 
 from app import create_app
-from app.cache import order_cache
+from app.cache import order_cache_for
 from app.cache.warmup import warm_cache
 from app.documents import served_form
 from app.orders.store import save_orders
 from app.seed import OrderFactory
 from config import TestConfig
-from tests.helpers import wait_until
+from tests.helpers import cursor_of, wait_until
 from tests.unit.test_validation import REJECTIONS, with_change
 
 
 @pytest.fixture
 def client(empty_db):
-    order_cache.clear()
+    order_cache_for(empty_db).clear()  # the session's app, shared: no test sees another's answers
     return empty_db.test_client()
 
 
@@ -80,13 +81,13 @@ def test_an_unknown_id_is_404_and_remembered_briefly(client, spec):
 def test_an_order_arriving_after_a_miss_is_served_at_once_by_the_writing_worker(client, example_order):
     assert client.get(f"/order/{example_order['order_uid']}").status_code == 404
     save_orders([example_order])
-    order_cache.put_documents([served_form(example_order)])  # what the consumer does after commit
+    # What the consumer does after its commit:
+    order_cache_for(client.application).put_documents([served_form(example_order)])
     assert client.get(f"/order/{example_order['order_uid']}").status_code == 200
 
 
 def test_other_workers_forget_a_miss_within_its_ttl(database_url, empty_db, example_order):
     app = create_app(TestConfig, {"SQLALCHEMY_DATABASE_URI": database_url, "CACHE_MISS_TTL": 1})
-    order_cache.clear()
     client = app.test_client()
     assert client.get(f"/order/{example_order['order_uid']}").status_code == 404
     save_orders([example_order])  # stored by another worker: this one's cache is not told
@@ -175,7 +176,6 @@ def test_readyz_stays_ready_without_kafka_and_says_so(database_url, empty_db, sp
 def test_readyz_and_reads_name_postgresql_when_it_is_unreachable(kafka_bootstrap):
     app = create_app(TestConfig, {
         "SQLALCHEMY_DATABASE_URI": "postgresql+psycopg2://orders:orders@127.0.0.1:1/orders"})
-    order_cache.clear()
     client = app.test_client()
     ready = client.get("/readyz")
     assert ready.status_code == 503 and ready.get_json()["checks"]["postgresql"]["ok"] is False
@@ -221,12 +221,12 @@ def test_warm_up_loads_the_most_recent_orders(database_url, empty_db):
     orders = list(OrderFactory(seed=53).orders(30))
     save_orders(orders)
     app = create_app(TestConfig, {"SQLALCHEMY_DATABASE_URI": database_url, "CACHE_WARMUP": 10})
-    order_cache.clear()
     assert warm_cache(app) == 10
     newest = sorted(orders, key=lambda o: served_form(o)["date_created"], reverse=True)
+    cache = order_cache_for(app)
     for order in newest[:10]:
-        assert json.loads(order_cache.lookup(order["order_uid"]).body) == served_form(order)
-    assert order_cache.lookup(newest[10]["order_uid"]) is None
+        assert json.loads(cache.lookup(order["order_uid"]).body) == served_form(order)
+    assert cache.lookup(newest[10]["order_uid"]) is None
 
 
 def test_a_cache_hit_is_answered_alike_by_the_fast_path_and_by_flask(client, empty_db, example_order):
@@ -243,3 +243,127 @@ def test_a_cache_hit_is_answered_alike_by_the_fast_path_and_by_flask(client, emp
     assert sorted(fast.headers.items()) == sorted(flask_only.headers.items())
     assert fast.headers["X-Order-Source"] == "cache"
     assert fast.headers["Content-Security-Policy"] and fast.headers["X-Content-Type-Options"] == "nosniff"
+
+
+# Digits that str.isdigit() accepts, and that int() either refuses (², ①) or reads as a number
+# (fullwidth ５, Arabic-Indic ٥); a limit is ASCII digits only. And a number too long for int().
+@pytest.mark.parametrize("limit", ["%C2%B2", "%E2%91%A0", "%EF%BC%95", "%D9%A5", "1%E2%81%B0",
+                                   pytest.param("1" * 5000, id="5000-digits")])
+def test_a_limit_in_anything_but_ascii_digits_is_400(client, limit):
+    response = client.get(f"/orders?limit={limit}")
+    assert response.status_code == 400
+    assert response.get_json()["error"] == "invalid_limit"
+
+
+# Cursors encode_cursor never makes: dates that overflow on their way to UTC, and order ids that
+# int() reads but that are not plain ASCII digits or do not fit a bigint.
+HOSTILE_CURSORS = [
+    "0001-01-01T00:00:00+23:00|1",
+    "9999-12-31T23:59:59-23:59|1",
+    "2026-01-01T00:00:00|1",
+    "2026-01-01T00:00:00+00:00|99999999999999999999",
+    "2026-01-01T00:00:00+00:00|\u0665",
+    "2026-01-01T00:00:00+00:00| 5",
+    "2026-01-01T00:00:00+00:00|5_0",
+    "2026-01-01T00:00:00+00:00|-1",
+]
+
+
+@pytest.mark.parametrize("raw", HOSTILE_CURSORS)
+def test_a_cursor_encode_cursor_never_makes_is_400(client, raw):
+    response = client.get(f"/orders?before={cursor_of(raw)}")
+    assert response.status_code == 400, response.get_data(as_text=True)
+    assert response.get_json()["error"] == "invalid_cursor"
+
+
+# Offsets Python parses and PostgreSQL refuses (beyond ±15:59, or with seconds), and a usual one.
+@pytest.mark.parametrize("offset", [timedelta(hours=9), timedelta(hours=23), -timedelta(hours=23, minutes=59),
+                                    timedelta(hours=5, minutes=30, seconds=15),
+                                    -timedelta(seconds=1, microseconds=500)])
+def test_a_cursor_in_any_utc_offset_pages_by_its_instant(client, example_order, offset):
+    save_orders([example_order])
+    created = datetime(2021, 11, 26, 6, 22, 19, tzinfo=UTC)  # the example's date_created
+    assert served_form(example_order)["date_created"] == "2021-11-26T06:22:19Z"
+
+    def page_before(moment: datetime) -> list[str]:
+        cursor = cursor_of(f"{moment.astimezone(timezone(offset)).isoformat()}|999999")
+        response = client.get(f"/orders?before={cursor}")
+        assert response.status_code == 200, response.get_data(as_text=True)
+        return [order["order_uid"] for order in response.get_json()["orders"]]
+
+    assert page_before(created + timedelta(seconds=1)) == [example_order["order_uid"]]
+    assert page_before(created - timedelta(seconds=1)) == []
+
+
+def metric_lines(client, name: str) -> list[str]:
+    return [line for line in client.get("/metrics").get_data(as_text=True).splitlines()
+            if line.startswith(name)]
+
+
+def test_request_metrics_keep_a_bounded_set_of_methods_and_routes(client):
+    for index in range(5):
+        client.open("/orders", method=f"BREW{index}")
+        client.open(f"/no/such/route/{index}", method="GET")
+        client.open(f"/order/{index}", method="PROPFIND")
+    lines = metric_lines(client, "http_request_duration_seconds_count")
+    assert not [line for line in lines if "BREW" in line or "PROPFIND" in line or "/no/such" in line]
+    assert [line for line in lines if 'method="other"' in line and 'status="405"' in line]
+    assert [line for line in lines if 'route="unmatched"' in line and 'status="404"' in line]
+
+
+def test_each_app_has_a_cache_of_its_own(database_url, empty_db, example_order):
+    """A second app in the process (a test, a CLI beside a server) neither empties nor turns off
+    the first one's cache, and each answers from its own."""
+    save_orders([example_order])
+    path = f"/order/{example_order['order_uid']}"
+    first = create_app(TestConfig, {"SQLALCHEMY_DATABASE_URI": database_url})
+    assert first.test_client().get(path).headers["X-Order-Source"] == "database"
+    second = create_app(TestConfig, {"SQLALCHEMY_DATABASE_URI": database_url, "CACHE_THRESHOLD": 0})
+    assert first.test_client().get(path).headers["X-Order-Source"] == "cache"
+    assert second.test_client().get(path).headers["X-Order-Source"] == "database"
+    assert second.test_client().get(path).headers["X-Order-Source"] == "database"
+
+
+def test_a_lookup_racing_the_consumer_never_hides_the_order_it_stored(client, example_order, monkeypatch):
+    """The lookup reads PostgreSQL (no order yet); the consumer then stores the order and writes it
+    through; only then does the lookup remember its miss. The order must stay served."""
+    import threading
+
+    import app.orders.lookup as lookup
+
+    application, path = client.application, f"/order/{example_order['order_uid']}"
+    read_postgresql = lookup.get_order
+
+    def consumer_commits_right_after_the_read(order_uid: str):
+        found = read_postgresql(order_uid)
+
+        def consume() -> None:  # on a thread and in a session of its own, as the consumer does
+            with application.app_context():
+                save_orders([example_order])
+            order_cache_for(application).put_documents([served_form(example_order)])
+
+        consumer = threading.Thread(target=consume)
+        consumer.start()
+        consumer.join()
+        return found
+
+    monkeypatch.setattr(lookup, "get_order", consumer_commits_right_after_the_read)
+    assert client.get(path).status_code == 404  # true when PostgreSQL was read
+    monkeypatch.undo()
+    again = client.get(path)
+    assert again.status_code == 200 and again.headers["X-Order-Source"] == "cache"
+
+
+def test_the_cache_byte_budget_comes_from_the_configuration(database_url, empty_db, example_order):
+    save_orders([example_order])
+    path = f"/order/{example_order['order_uid']}"
+    off = create_app(TestConfig, {"SQLALCHEMY_DATABASE_URI": database_url, "CACHE_MAX_BYTES": 0})
+    assert [off.test_client().get(path).headers["X-Order-Source"] for _ in range(2)] == ["database"] * 2
+    on = create_app(TestConfig, {"SQLALCHEMY_DATABASE_URI": database_url, "CACHE_MAX_BYTES": 10**6})
+    assert [on.test_client().get(path).headers["X-Order-Source"] for _ in range(2)] == ["database", "cache"]
+
+
+def test_a_query_string_that_is_not_utf8_is_400(client):
+    # As gunicorn hands a raw request line over: one code point per byte.
+    response = client.get("/orders", environ_overrides={"QUERY_STRING": "limit=\x80"})
+    assert response.status_code == 400 and set(response.get_json()) == {"error", "message"}

@@ -9,11 +9,12 @@ from typing import Any
 
 import pytest
 
-from app.cache import order_cache
+from app.cache import order_cache_for
 from app.orders.store import save_orders
 from app.security import CONTENT_SECURITY_POLICY
 from app.validation import validate_order
 from app.web.routes import money
+from tests.helpers import cursor_of
 
 SECURITY_HEADERS = {
     "Content-Security-Policy": CONTENT_SECURITY_POLICY,
@@ -123,7 +124,7 @@ def order_like(example: dict[str, Any], uid: str, created: datetime, **changes: 
 
 @pytest.fixture
 def client(empty_db):
-    order_cache.clear()  # per process, and it remembers misses: no test sees another's answers
+    order_cache_for(empty_db).clear()  # the session's app, shared: no test sees another's answers
     return empty_db.test_client()
 
 
@@ -389,3 +390,23 @@ def test_an_unexpected_error_is_a_500_page_without_details(client, monkeypatch):
     assert "secret internals" not in response.get_data(as_text=True)
     assert parse(response.get_data(as_text=True)).find("h1").text() == "Something went wrong"
     assert {name: response.headers.get(name) for name in SECURITY_HEADERS} == SECURITY_HEADERS
+
+
+@pytest.mark.parametrize("raw", ["0001-01-01T00:00:00+23:00|1",
+                                 "2026-01-01T00:00:00+00:00|99999999999999999999"])
+def test_a_page_link_that_overflows_is_a_400_page(client, raw):
+    page = get_page(client, f"/?before={cursor_of(raw)}", status=400)
+    assert page.find("h1").text() == "This page link is broken"
+
+
+def test_a_page_link_with_an_offset_postgresql_refuses_pages_by_its_instant(client, example_order):
+    save_orders([example_order])  # created 2021-11-26T06:22:19Z: 2021-11-27T05:22:19+23:00, 11:52:34+05:30:15
+    page = get_page(client, f"/?before={cursor_of('2021-11-27T05:22:20+23:00|999999')}")
+    assert [row[0] for row in body_rows(page.find("table"))] == [example_order["order_uid"]]
+    page = get_page(client, f"/?before={cursor_of('2021-11-26T11:52:33+05:30:15|999999')}")
+    assert not page.find_all("tbody") and "No orders" in page.find("main").text()
+
+
+def test_a_query_string_that_is_not_utf8_is_a_400_page(client):
+    response = client.get("/", environ_overrides={"QUERY_STRING": "id=\xff"})
+    assert response.status_code == 400 and response.mimetype == "text/html"

@@ -8,7 +8,7 @@ import time
 from flask import Flask
 from sqlalchemy.exc import SQLAlchemyError
 
-from app.cache import order_cache
+from app.cache import order_cache_for
 from app.errors import first_line
 from app.orders.store import latest_orders
 
@@ -17,6 +17,7 @@ log = logging.getLogger(__name__)
 
 def warm_cache(app: Flask) -> int:
     """Load up to CACHE_WARMUP recent orders into this process's cache; the number loaded."""
+    order_cache = order_cache_for(app)
     size = min(app.config["CACHE_WARMUP"], app.config["CACHE_THRESHOLD"])
     if size <= 0 or not order_cache.enabled:
         return 0

@@ -7,19 +7,22 @@ group. `flask consume` runs the same runtime in the foreground.
 
 import logging
 import threading
+from collections.abc import Callable
 from typing import Any
 
 from flask import Flask
 
-from app.cache import order_cache
+from app.cache import order_cache_for
 from app.documents import served_form
 from app.ingest.consumer import OrderConsumer
 
 log = logging.getLogger(__name__)
 
 
-def cache_write_through(orders: list[dict]) -> None:
-    order_cache.put_documents(served_form(order) for order in orders)
+def cache_write_through(app: Flask) -> Callable[[list[dict]], None]:
+    """The consumer's on_stored: stored orders written through to `app`'s cache."""
+    cache = order_cache_for(app)
+    return lambda orders: cache.put_documents(served_form(order) for order in orders)
 
 
 class ConsumerRuntime:
@@ -49,7 +52,7 @@ class ConsumerRuntime:
         if not self._app.config["CONSUMER_ENABLED"]:
             log.info("consumer disabled (CONSUMER_ENABLED=false): this worker only serves reads")
             return
-        self.consumer = OrderConsumer(self._app, on_stored=cache_write_through)
+        self.consumer = OrderConsumer(self._app, on_stored=cache_write_through(self._app))
         if self._stopping.is_set():
             return
         self.consumer.run()

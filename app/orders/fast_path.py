@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from app.cache import CachedOrder, order_cache
+from app.cache import CachedOrder, OrderCache
 from app.metrics import CACHE_REQUESTS, HTTP_DURATION
 from app.orders.lookup import is_valid_order_uid
 from app.security import SECURITY_HEADERS
@@ -37,8 +37,9 @@ def hit_headers(order: CachedOrder, source: str) -> list[tuple[str, str]]:
 class CachedOrderFastPath:
     """WSGI middleware in front of the Flask app."""
 
-    def __init__(self, wsgi_app: Callable) -> None:
+    def __init__(self, wsgi_app: Callable, cache: OrderCache) -> None:
         self.wsgi_app = wsgi_app
+        self.cache = cache
         self._duration = HTTP_DURATION.labels(ORDER_ROUTE, "GET", "200")
         self._hits = CACHE_REQUESTS.labels("hit")
 
@@ -51,7 +52,7 @@ class CachedOrderFastPath:
             and "HTTP_IF_NONE_MATCH" not in environ
             and is_valid_order_uid(order_uid := path[len(_PREFIX):])
         ):
-            cached = order_cache.lookup(order_uid)
+            cached = self.cache.lookup(order_uid)
             if isinstance(cached, CachedOrder):
                 self._hits.inc()
                 start_response("200 OK", [*hit_headers(cached, "cache"), *SECURITY_HEADERS.items()])

@@ -2,7 +2,7 @@
 
 import re
 
-from app.cache import CachedOrder, order_cache
+from app.cache import KNOWN_MISSING, CachedOrder, order_cache_for
 from app.metrics import CACHE_REQUESTS
 from app.orders.store import get_order
 from app.validation.schema import ORDER_UID_PATTERN
@@ -18,14 +18,15 @@ def is_valid_order_uid(order_uid: str) -> bool:
 def find_order(order_uid: str) -> tuple[CachedOrder | None, str]:
     """The order ready to send (None if unknown), and where the answer came from:
     "cache" or "database". A recently missed id is answered from the cache as unknown."""
-    cached = order_cache.lookup(order_uid)
+    cache = order_cache_for()
+    cached = cache.lookup(order_uid)
     CACHE_REQUESTS.labels("miss" if cached is None else "hit").inc()
-    if cached is False:
+    if cached is KNOWN_MISSING:
         return None, "cache"
     if cached is not None:
         return cached, "cache"
     document = get_order(order_uid)
     if document is None:
-        order_cache.remember_missing(order_uid)
+        cache.remember_missing(order_uid)
         return None, "database"
-    return order_cache.put_document(document), "database"
+    return cache.put_document(document), "database"

@@ -1,3 +1,5 @@
+import re
+
 from flask import Response, jsonify, request
 
 from app.errors import json_error
@@ -27,16 +29,26 @@ def order_json(order_uid: str):
 
 DEFAULT_PAGE = 20
 MAX_PAGE = 100
+# ASCII digits only, and no more of them than MAX_PAGE has: str.isdigit() also accepts ² or ①,
+# which int() refuses, and int() reads ５ or ٥ and refuses numbers of over 4,300 digits.
+_LIMIT = re.compile(f"[0-9]{{1,{len(str(MAX_PAGE))}}}")
+
+
+def parse_limit(raw: str) -> int | None:
+    """The page size a client asked for, or None unless it is a plain number from 1 to MAX_PAGE."""
+    if _LIMIT.fullmatch(raw) is None or not 1 <= int(raw) <= MAX_PAGE:
+        return None
+    return int(raw)
 
 
 @bp.get("/orders")
 def recent_orders_json():
     """The most recent orders, newest first, as summaries; `before` is the previous page's cursor."""
-    raw_limit = request.args.get("limit", str(DEFAULT_PAGE))
-    if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= MAX_PAGE:
+    limit = parse_limit(request.args.get("limit", str(DEFAULT_PAGE)))
+    if limit is None:
         return json_error(400, "invalid_limit", f"limit must be a whole number from 1 to {MAX_PAGE}")
     try:
-        page = recent_orders(int(raw_limit), request.args.get("before"))
+        page = recent_orders(limit, request.args.get("before"))
     except ValueError:
         return json_error(400, "invalid_cursor", "before must be a next_cursor from an earlier page")
     response = jsonify(orders=page.orders, next_cursor=page.next_cursor)

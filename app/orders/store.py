@@ -3,6 +3,7 @@
 import base64
 import binascii
 import hashlib
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -191,16 +192,24 @@ def encode_cursor(date_created: datetime, order_id: int) -> str:
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
+_CURSOR_ID = re.compile(r"[0-9]{1,19}")  # a bigint, in ASCII digits (int() also reads "٥", " 5", "5_0")
+_MAX_ORDER_ID = 2**63 - 1
+
+
 def decode_cursor(cursor: str) -> tuple[datetime, int]:
-    """Raises ValueError for anything that encode_cursor did not make."""
+    """Raises ValueError for anything that encode_cursor did not make. The date comes back in UTC:
+    Python parses offsets that PostgreSQL refuses (beyond ±15:59, or with a fraction of a
+    second), so none is passed on, and one that overflows on the way to UTC is malformed too."""
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
         moment, order_id = raw.split("|")
         parsed = datetime.fromisoformat(moment)
         if parsed.tzinfo is None:
             raise ValueError("naive date")
-        return parsed, int(order_id)
-    except (ValueError, UnicodeDecodeError, binascii.Error) as exc:
+        if _CURSOR_ID.fullmatch(order_id) is None or int(order_id) > _MAX_ORDER_ID:
+            raise ValueError("order id out of range")
+        return parsed.astimezone(UTC), int(order_id)
+    except (ValueError, OverflowError, UnicodeDecodeError, binascii.Error) as exc:
         raise ValueError(f"malformed cursor: {exc}") from None
 
 

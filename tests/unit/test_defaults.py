@@ -173,7 +173,7 @@ def unconfigured() -> dict:
 def test_config_uses_the_defaults(unconfigured: dict) -> None:
     config = unconfigured["config"]
     assert config["SQLALCHEMY_DATABASE_URI"] == DEFAULTS["DATABASE_URL"]
-    assert config["SQLALCHEMY_ENGINE_OPTIONS"]["pool_size"] == DEFAULTS["DB_POOL_SIZE"]
+    assert config["DB_POOL_SIZE"] == DEFAULTS["DB_POOL_SIZE"]
     same_name = {name: config[name] for name in DEFAULTS if name in config}
     assert len(same_name) >= 10
     assert same_name == {name: DEFAULTS[name] for name in same_name}
