@@ -9,7 +9,7 @@ from urllib.parse import quote_from_bytes
 
 import pytest
 import schemathesis
-from app.seed.generator import OrderFactory
+from app.seed import OrderFactory
 from flask import Flask
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
