@@ -55,8 +55,9 @@ tools: ## Debian's chromium and fonts for CJK and emoji (web page tests), wrk (b
 test: migrate tools ## the whole suite against the real services
 	$(BIN)/python -m pytest
 
-lint: install ## ruff
+lint: install ## ruff, and the layering (import-linter contracts in pyproject.toml)
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports --no-cache
 
 seed: migrate ## produce fake orders to Kafka: make seed ARGS="--count 1000 --rate 200"
 	$(BIN)/flask seed-orders $(ARGS)

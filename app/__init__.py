@@ -24,23 +24,23 @@ def create_app(config_class: type = Config, overrides: dict[str, Any] | None = N
     migrate.init_app(app, db, directory=_migrations_dir())
     order_cache = init_order_cache(app)
 
+    from app.api import bp as api_bp
     from app.errors import register_error_handlers
     from app.health import bp as health_bp
     from app.metrics import init_metrics
     from app.openapi import init_openapi
-    from app.orders import bp as orders_bp
     from app.security import init_security_headers
     from app.web import bp as web_bp
 
     app.register_blueprint(health_bp)
-    app.register_blueprint(orders_bp)
+    app.register_blueprint(api_bp)
     app.register_blueprint(web_bp)
     register_error_handlers(app)
     init_security_headers(app)
     init_metrics(app)
     init_openapi(app)
 
-    from app.orders.fast_path import CachedOrderFastPath
+    from app.api.fast_path import CachedOrderFastPath
 
     app.wsgi_app = CachedOrderFastPath(app.wsgi_app, order_cache)
 

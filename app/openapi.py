@@ -6,8 +6,8 @@ from typing import Any
 
 from flask import Flask, jsonify
 
-from app.orders.routes import DEFAULT_PAGE, MAX_PAGE
-from app.orders.store import SUMMARY_COUNT, SUMMARY_FIELDS
+from app.api.pages import SUMMARY_COUNT, SUMMARY_FIELDS
+from app.api.routes import DEFAULT_PAGE, MAX_PAGE
 from app.validation.schema import MAX_RECORD_BYTES, ORDER_SCHEMA, ORDER_UID_PATTERN
 
 INTEGER_NOTE = "A JSON integer, written without a fraction or exponent (1817, not 1817.0)."

@@ -22,9 +22,9 @@ from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
 from app import create_app
+from app.data.store import save_orders
 from app.extensions import db
 from app.ingest.records import decode_order
-from app.orders.store import save_orders
 from app.seed import OrderFactory, encode
 from config import Config
 from tests.helpers import (

@@ -17,9 +17,9 @@ from kafka.admin import NewTopic
 from sqlalchemy import select
 from sqlalchemy.engine import make_url
 
+from app.data.models import orders_table
 from app.extensions import db
 from app.ingest.dead_letters import KAFKA_API_VERSION, MAX_DEAD_LETTER_BYTES, MAX_SOURCE_RECORD_BYTES
-from app.orders.models import orders_table
 
 # The order contract and its canonical example live in the repository.
 CONTRACT_DIR = Path(__file__).resolve().parents[1] / "docs" / "contract"

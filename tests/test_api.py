@@ -11,8 +11,8 @@ from openapi_spec_validator import validate as validate_openapi
 from app import create_app
 from app.cache import order_cache_for
 from app.cache.warmup import warm_cache
+from app.data.store import save_orders
 from app.documents import served_form
-from app.orders.store import save_orders
 from app.seed import OrderFactory
 from config import TestConfig
 from tests.helpers import cursor_of, wait_until
@@ -104,7 +104,7 @@ def test_unknown_routes_and_methods_answer_json(client):
 
 
 def test_no_stack_trace_reaches_a_client(client, monkeypatch):
-    import app.orders.lookup as lookup
+    import app.api.lookup as lookup
 
     def broken(order_uid):
         raise RuntimeError("secret internals")
@@ -329,7 +329,7 @@ def test_a_lookup_racing_the_consumer_never_hides_the_order_it_stored(client, ex
     through; only then does the lookup remember its miss. The order must stay served."""
     import threading
 
-    import app.orders.lookup as lookup
+    import app.api.lookup as lookup
 
     application, path = client.application, f"/order/{example_order['order_uid']}"
     read_postgresql = lookup.get_order

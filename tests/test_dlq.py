@@ -9,10 +9,10 @@ from kafka import KafkaProducer, TopicPartition
 from kafka.admin import NewTopic
 
 from app import create_app
+from app.data.store import get_order
 from app.documents import served_form
 from app.extensions import db
 from app.ingest.dead_letters import KAFKA_API_VERSION
-from app.orders.store import get_order
 from app.seed import OrderFactory, encode
 from config import TestConfig
 from tests.helpers import admin, all_committed, end_offsets, produce, read_all, wait_until

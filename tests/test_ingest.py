@@ -8,11 +8,11 @@ from collections import Counter
 from sqlalchemy import func, select
 from sqlalchemy.engine import make_url
 
+from app.data.models import orders_table
+from app.data.store import get_order
 from app.documents import served_form
 from app.extensions import db
 from app.ingest.consumer import OrderConsumer, store_valid_orders
-from app.orders.models import orders_table
-from app.orders.store import get_order
 from app.seed import OrderFactory, encode
 from tests.helpers import (
     admin_dsn,

@@ -9,15 +9,15 @@ from urllib.parse import quote_from_bytes
 
 import pytest
 import schemathesis
-from app.seed import OrderFactory
 from flask import Flask
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
 from app.cache import order_cache_for
+from app.data.store import save_orders
 from app.extensions import db
-from app.orders.store import save_orders
+from app.seed import OrderFactory
 
 BOUNDED = settings(max_examples=300, deadline=None, database=None,
                    suppress_health_check=[HealthCheck.too_slow])

@@ -10,10 +10,10 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
 from app.cache import CachedOrder
+from app.data.models import items_table, orders_table
+from app.data.store import SaveOutcome, get_order, save_orders
 from app.documents import served_form
 from app.extensions import db
-from app.orders.models import items_table, orders_table
-from app.orders.store import SaveOutcome, get_order, save_orders
 from app.seed import OrderFactory, edge_case_order
 from app.validation import validate_order
 

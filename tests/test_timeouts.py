@@ -13,8 +13,8 @@ from psycopg2.extras import execute_values
 from sqlalchemy.engine import make_url
 
 from app import create_app
+from app.data.store import save_orders
 from app.extensions import db
-from app.orders.store import save_orders
 from config import TestConfig
 from tests.helpers import admin_dsn, all_committed, produce, read_all, stored_uids, wait_until
 
@@ -62,7 +62,7 @@ def test_reads_stuck_on_the_database_answer_503_within_the_statement_timeout(
 
 def test_an_insert_behind_another_sessions_uncommitted_insert_is_an_outage_then_stored_once(
         database_url, ingest_app, topics, run_consumer, example_order):
-    from app.orders import store
+    from app.data import store
 
     uid = example_order["order_uid"]
     # The very statement another consumer's save_orders sends for the same order, left uncommitted.

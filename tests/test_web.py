@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from app.cache import order_cache_for
-from app.orders.store import save_orders
+from app.data.store import save_orders
 from app.security import CONTENT_SECURITY_POLICY
 from app.validation import validate_order
 from app.web.routes import money

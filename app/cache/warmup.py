@@ -9,8 +9,8 @@ from flask import Flask
 from sqlalchemy.exc import SQLAlchemyError
 
 from app.cache import order_cache_for
-from app.errors import first_line
-from app.orders.store import latest_orders
+from app.data.errors import first_line
+from app.data.store import latest_orders
 
 log = logging.getLogger(__name__)
 

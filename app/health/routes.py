@@ -5,7 +5,7 @@ from flask import current_app, jsonify
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
-from app.errors import first_line
+from app.data.errors import first_line
 from app.extensions import db
 from app.health import bp
 

@@ -18,7 +18,8 @@ from kafka.errors import CommitFailedError, KafkaError
 from kafka.structs import OffsetAndMetadata
 from sqlalchemy.exc import DataError, IntegrityError, SQLAlchemyError
 
-from app.errors import first_line
+from app.data.errors import first_line
+from app.data.store import SaveOutcome, save_orders
 from app.ingest.dead_letters import KAFKA_API_VERSION, DeadLetterPublisher
 from app.ingest.kafka_records import tolerate_non_utf8_header_keys
 from app.ingest.records import ErrorType, Rejection, check_headers, decode_order
@@ -31,7 +32,6 @@ from app.metrics import (
     CONSUMER_WAITING,
     ORDERS_CONSUMED,
 )
-from app.orders.store import SaveOutcome, save_orders
 
 log = logging.getLogger(__name__)
 

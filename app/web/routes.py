@@ -1,23 +1,16 @@
 """`GET /`: recent orders and a search box; `GET /?id=<order_uid>`: one order, read through the same
 cache as the JSON API. Unknown and malformed ids get HTML pages with real 404 and 400 statuses."""
 
-import json
-import logging
 from collections import Counter
 from datetime import UTC, datetime
 from http import HTTPStatus
 from typing import Any
 
 from flask import Response, make_response, render_template, request
-from sqlalchemy.exc import OperationalError
-from werkzeug.exceptions import HTTPException
 
-from app.errors import RETRY_AFTER_S, note_database_outage
-from app.orders.lookup import ORDER_UID_RULE, find_order, is_valid_order_uid
-from app.orders.store import recent_orders
+from app.api.lookup import ORDER_UID_RULE, find_order, is_valid_order_uid
+from app.api.pages import recent_page
 from app.web import bp
-
-log = logging.getLogger(__name__)
 
 PAGE_SIZE = 20
 
@@ -32,7 +25,7 @@ def index():
 
 def _recent_page(before: str | None) -> Response:
     try:
-        page = recent_orders(PAGE_SIZE, before)
+        page = recent_page(PAGE_SIZE, before)
     except ValueError:
         return _render(
             "message.html", HTTPStatus.BAD_REQUEST,
@@ -50,21 +43,21 @@ def _order_page(order_uid: str) -> Response:
             heading="That is not an order id",
             message=f"Please check it: {ORDER_UID_RULE}.",
         )
-    cached, source = find_order(order_uid)
-    if cached is None:
+    found = find_order(order_uid)
+    if found.order is None:
         response = _render(
             "message.html", HTTPStatus.NOT_FOUND, query=order_uid,
             heading="Order not found",
             message="There is no order with this id. Check it, or pick one of the recent orders.",
         )
     else:
-        order = json.loads(cached.body)
+        order = found.document()
         response = _render(
             "order.html", query=order_uid, order=order,
             statuses=Counter(item["status"] for item in order["items"]).most_common(),
             items_total=sum(item["total_price"] for item in order["items"]),
         )
-    response.headers["X-Order-Source"] = source
+    response.headers["X-Order-Source"] = found.source
     return response
 
 
@@ -76,33 +69,9 @@ def _render(template: str, status: int = HTTPStatus.OK, **context: Any) -> Respo
     return response
 
 
-# The web routes answer in HTML even when something fails (the app's handlers answer in JSON).
-@bp.errorhandler(HTTPException)
-def http_error(exc: HTTPException) -> Response:
-    return _render("message.html", exc.code or 500, heading=exc.name, message=exc.description or "")
-
-
-@bp.errorhandler(OperationalError)
-def database_unavailable(exc: OperationalError) -> Response:
-    # The blueprint's Exception handler would otherwise win over the app's JSON 503.
-    note_database_outage(exc)
-    response = _render(
-        "message.html", HTTPStatus.SERVICE_UNAVAILABLE,
-        heading="Orders are unavailable right now",
-        message="The order database cannot be reached. Please try again in a few seconds.",
-    )
-    response.headers["Retry-After"] = str(RETRY_AFTER_S)
-    return response
-
-
-@bp.errorhandler(Exception)
-def unexpected_error(exc: Exception) -> Response:
-    log.exception("unhandled error on a web page")
-    return _render(
-        "message.html", HTTPStatus.INTERNAL_SERVER_ERROR,
-        heading="Something went wrong",
-        message="The order could not be shown just now. Please try again in a moment.",
-    )
+def render_message(status: int, heading: str, message: str) -> Response:
+    """A page that says what went wrong (app/errors.py uses it for the web page's errors)."""
+    return _render("message.html", status, heading=heading, message=message)
 
 
 @bp.app_template_filter("money")

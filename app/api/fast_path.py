@@ -11,27 +11,13 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from app.api.lookup import is_valid_order_uid
+from app.api.routes import ORDER_ROUTE, hit_headers
 from app.cache import CachedOrder, OrderCache
 from app.metrics import CACHE_REQUESTS, HTTP_DURATION
-from app.orders.lookup import is_valid_order_uid
 from app.security import SECURITY_HEADERS
 
-ORDER_ROUTE = "/order/<path:order_uid>"
-# Orders never change, so a client or proxy may keep one for a year without asking again.
-IMMUTABLE = "public, max-age=31536000, immutable"
 _PREFIX = "/order/"
-
-
-def hit_headers(order: CachedOrder, source: str) -> list[tuple[str, str]]:
-    """The headers of a 200 answer with an order, whichever path serves it (security headers are
-    added by the app's after_request hook, or below)."""
-    return [
-        ("Content-Type", "application/json"),
-        ("Content-Length", str(len(order.body))),
-        ("ETag", f'"{order.etag}"'),
-        ("Cache-Control", IMMUTABLE),
-        ("X-Order-Source", source),
-    ]
 
 
 class CachedOrderFastPath:

@@ -1,12 +1,10 @@
-"""The one place that stores and reads orders. Route, consumer and CLI all go through here."""
+"""The one place that stores and reads orders: the API, the web page, the consumer and the CLI all go
+through here. No HTTP here: what a page or a summary looks like is the API's business."""
 
-import base64
-import binascii
 import hashlib
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
@@ -15,9 +13,9 @@ from psycopg2.extras import execute_values
 from sqlalchemy import Select, func, select, tuple_
 from sqlalchemy.exc import DBAPIError
 
-from app.documents import encode_document, format_utc, in_contract_order
+from app.data.models import NESTED_GROUPS, TOP_LEVEL_FIELDS, items_table, orders_table
+from app.documents import encode_document, in_contract_order
 from app.extensions import db
-from app.orders.models import NESTED_GROUPS, TOP_LEVEL_FIELDS, items_table, orders_table
 from app.validation import parse_rfc3339
 from app.validation.schema import ITEM_SCHEMA
 
@@ -181,79 +179,39 @@ def _to_document(row: Any, items: list[Any]) -> dict[str, Any]:
     return in_contract_order({**row, **nested, "items": items}, row["date_created"])
 
 
+# A page of the most recent orders is keyed by (date_created, id), newest first.
+PageKey = tuple[datetime, int]
+
+
 @dataclass(frozen=True, slots=True)
-class RecentPage:
-    orders: list[dict[str, Any]]
-    next_cursor: str | None
+class RecentRows:
+    rows: list[dict[str, Any]]
+    next_key: PageKey | None
 
 
-def encode_cursor(date_created: datetime, order_id: int) -> str:
-    raw = f"{date_created.astimezone(UTC).isoformat()}|{order_id}".encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-_CURSOR_ID = re.compile(r"[0-9]{1,19}")  # a bigint, in ASCII digits (int() also reads "٥", " 5", "5_0")
-_MAX_ORDER_ID = 2**63 - 1
-
-
-def decode_cursor(cursor: str) -> tuple[datetime, int]:
-    """Raises ValueError for anything that encode_cursor did not make. The date comes back in UTC:
-    Python parses offsets that PostgreSQL refuses (beyond ±15:59, or with a fraction of a
-    second), so none is passed on, and one that overflows on the way to UTC is malformed too."""
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        moment, order_id = raw.split("|")
-        parsed = datetime.fromisoformat(moment)
-        if parsed.tzinfo is None:
-            raise ValueError("naive date")
-        if _CURSOR_ID.fullmatch(order_id) is None or int(order_id) > _MAX_ORDER_ID:
-            raise ValueError("order id out of range")
-        return parsed.astimezone(UTC), int(order_id)
-    except (ValueError, OverflowError, UnicodeDecodeError, binascii.Error) as exc:
-        raise ValueError(f"malformed cursor: {exc}") from None
-
-
-# The one definition of an order's summary (GET /orders, the web page's recent orders, and the
-# OrderSummary schema of /openapi.json): each key and the order field it shows, plus SUMMARY_COUNT,
-# the number of items.
-SUMMARY_FIELDS: dict[str, tuple[str, ...]] = {
-    "order_uid": ("order_uid",),
-    "date_created": ("date_created",),
-    "customer_id": ("customer_id",),
-    "amount": ("payment", "amount"),
-    "currency": ("payment", "currency"),
-    "delivery_city": ("delivery", "city"),
-}
-SUMMARY_COUNT = "item_count"
-
-
-def recent_orders(limit: int, before: str | None = None) -> RecentPage:
-    """The most recent orders (by date_created, newest first) as summaries, `limit` per page."""
+def recent_orders(limit: int, columns: dict[str, tuple[str, ...]], count_label: str,
+                  before: PageKey | None = None) -> RecentRows:
+    """The most recent orders (by date_created, newest first), `limit` of them from `before` on:
+    for each, the named `columns` (key -> the order field's path, e.g. ("payment", "amount")) and
+    its number of items as `count_label`; `next_key` is where the next page starts, if any."""
     item_count = (
         select(func.count())
         .where(items_table.c.order_id == orders_table.c.id)
         .scalar_subquery()
-        .label(SUMMARY_COUNT)
+        .label(count_label)
     )
     # Nested fields are columns named <group>_<field> (models.py).
-    fields = [orders_table.c["_".join(path)].label(key) for key, path in SUMMARY_FIELDS.items()]
+    fields = [orders_table.c["_".join(path)].label(key) for key, path in columns.items()]
     statement = (
-        select(orders_table.c.id, *fields, item_count)
+        select(orders_table.c.id, orders_table.c.date_created.label("_date_created"), *fields, item_count)
         .order_by(orders_table.c.date_created.desc(), orders_table.c.id.desc())
         .limit(limit + 1)
     )
     if before is not None:
-        moment, order_id = decode_cursor(before)
         statement = statement.where(
-            tuple_(orders_table.c.date_created, orders_table.c.id) < tuple_(moment, order_id)
+            tuple_(orders_table.c.date_created, orders_table.c.id) < tuple_(*before)
         )
     rows = db.session.execute(statement).all()
-    page = [_summary(row._mapping) for row in rows[:limit]]
+    page = [{key: row._mapping[key] for key in (*columns, count_label)} for row in rows[:limit]]
     last = rows[limit - 1] if len(rows) > limit else None
-    return RecentPage(page, encode_cursor(last.date_created, last.id) if last else None)
-
-
-def _summary(row: Any) -> dict[str, Any]:
-    summary = {key: row[key] for key in (*SUMMARY_FIELDS, SUMMARY_COUNT)}
-    summary["date_created"] = format_utc(summary["date_created"])
-    return summary
+    return RecentRows(page, (last._date_created, last.id) if last else None)

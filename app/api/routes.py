@@ -2,11 +2,27 @@ import re
 
 from flask import Response, jsonify, request
 
-from app.errors import json_error
-from app.orders import bp
-from app.orders.fast_path import IMMUTABLE, ORDER_ROUTE, hit_headers
-from app.orders.lookup import ORDER_UID_RULE, find_order, is_valid_order_uid
-from app.orders.store import recent_orders
+from app.api import bp
+from app.api.errors import json_error
+from app.api.lookup import ORDER_UID_RULE, find_order, is_valid_order_uid
+from app.api.pages import recent_page
+from app.cache import CachedOrder
+
+ORDER_ROUTE = "/order/<path:order_uid>"
+# Orders never change, so a client or proxy may keep one for a year without asking again.
+IMMUTABLE = "public, max-age=31536000, immutable"
+
+
+def hit_headers(order: CachedOrder, source: str) -> list[tuple[str, str]]:
+    """The headers of a 200 answer with an order, whichever path serves it (security headers are
+    added by the app's after_request hook, or by the fast path)."""
+    return [
+        ("Content-Type", "application/json"),
+        ("Content-Length", str(len(order.body))),
+        ("ETag", f'"{order.etag}"'),
+        ("Cache-Control", IMMUTABLE),
+        ("X-Order-Source", source),
+    ]
 
 
 @bp.get(ORDER_ROUTE)
@@ -14,7 +30,8 @@ def order_json(order_uid: str):
     """The order: cache hits usually never get here (see fast_path), everything else does."""
     if not is_valid_order_uid(order_uid):
         return json_error(400, "invalid_order_uid", ORDER_UID_RULE)
-    order, source = find_order(order_uid)
+    found = find_order(order_uid)
+    order, source = found.order, found.source
     if order is None:
         response = json_error(404, "order_not_found", f"no order with order_uid {order_uid!r}")
     elif order.etag in request.if_none_match:
@@ -48,7 +65,7 @@ def recent_orders_json():
     if limit is None:
         return json_error(400, "invalid_limit", f"limit must be a whole number from 1 to {MAX_PAGE}")
     try:
-        page = recent_orders(limit, request.args.get("before"))
+        page = recent_page(limit, request.args.get("before"))
     except ValueError:
         return json_error(400, "invalid_cursor", "before must be a next_cursor from an earlier page")
     response = jsonify(orders=page.orders, next_cursor=page.next_cursor)
