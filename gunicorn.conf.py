@@ -20,7 +20,10 @@ os.environ.setdefault(
 # module"), exit code 255 on a SIGINT stop.
 from prometheus_client import multiprocess  # noqa: E402
 
-bind = f"{os.environ.get('HOST', '0.0.0.0')}:{os.environ.get('PORT', '8080')}"
+from config import Config  # noqa: E402  (settings only: nothing is connected before the fork)
+
+# Behind the edge (nginx on PORT, see infra/nginx/), which buffers slow clients for gunicorn.
+bind = Config.APP_BIND
 # Defaults chosen by measurement: cached GET /order/<id>, wrk 64 connections × 15 s, 2-core
 # machine, 2026-11-25, with the cache-hit fast path. gthread 2 workers × 4 threads: 14,135 req/s,
 # p99 15.6 ms; × 2 threads: 11,052 (p99 13.7); × 8 threads: 14,630 (p99 17.4); 4 workers × 4:
@@ -31,7 +34,7 @@ worker_class = os.environ.get("GUNICORN_WORKER_CLASS", "gthread")
 threads = int(os.environ.get("GUNICORN_THREADS", "4"))
 timeout = int(os.environ.get("GUNICORN_TIMEOUT", "30"))
 graceful_timeout = int(os.environ.get("GUNICORN_GRACEFUL_TIMEOUT", "30"))
-keepalive = 5
+keepalive = Config.GUNICORN_KEEPALIVE_S
 accesslog = os.environ.get("GUNICORN_ACCESS_LOG") or None
 # Never preload: the app, its engine and every Kafka client are created after the fork.
 preload_app = False

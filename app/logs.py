@@ -3,7 +3,11 @@ away); the throttle lets each distinct message through once a minute, so an outa
 lines, not thousands."""
 
 import logging
+import re
 import time
+import uuid
+from collections.abc import Callable, Iterable
+from typing import Any
 
 from flask import Flask
 
@@ -38,3 +42,32 @@ def configure_logging(app: Flask) -> None:
     # The fetcher logs an ERROR for the fetch that close() cancels on every clean shutdown; real
     # fetch trouble also shows in kafka.conn and kafka.client, which stay at WARNING.
     logging.getLogger("kafka.consumer.fetcher").setLevel(logging.CRITICAL)
+
+
+access_log = logging.getLogger("order_service.access")
+
+
+class RequestIdMiddleware:
+    """The outermost WSGI layer: every request gets an id (the edge's X-Request-ID when it is a
+    valid one, else a new one), which goes back in the response and into one access-log line, so
+    that the edge's log line and the app's can be matched."""
+
+    def __init__(self, wsgi_app: Callable, pattern: str, log_requests: bool) -> None:
+        self.wsgi_app = wsgi_app
+        self.valid = re.compile(pattern).fullmatch
+        self.log_requests = log_requests
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable) -> Iterable[bytes]:
+        sent = environ.get("HTTP_X_REQUEST_ID", "")
+        request_id = sent if self.valid(sent) else uuid.uuid4().hex
+        environ["HTTP_X_REQUEST_ID"] = request_id
+
+        def start_with_id(status: str, headers: list, exc_info=None):
+            if self.log_requests:
+                access_log.info('%s "%s %s" %s request_id=%s', environ.get("REMOTE_ADDR", "-"),
+                                environ.get("REQUEST_METHOD"), environ.get("PATH_INFO"),
+                                status.split(" ", 1)[0], request_id)
+            headers.append(("X-Request-ID", request_id))
+            return start_response(status, headers, exc_info)
+
+        return self.wsgi_app(environ, start_with_id)
