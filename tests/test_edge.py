@@ -245,3 +245,14 @@ def test_json_is_compressed_and_the_versioned_stylesheet_kept_long(stack):
     status, headers, _ = edge.get(stylesheet)
     assert status == 200 and "immutable" in headers["Cache-Control"]
     assert edge.get("/web/static/style.css")[1]["Cache-Control"] == "no-cache"
+
+
+def test_the_app_sees_the_client_address_the_edge_saw_not_a_forged_one(stack):
+    _, service, edge = stack
+    sent = f"test-{uuid.uuid4()}"
+    status, _, _ = edge.get("/healthz", source="127.0.0.2",
+                            headers={"X-Request-ID": sent, "X-Forwarded-For": "203.0.113.9"})
+    assert status == 200
+    line = wait_until(lambda: next((row for row in service.log().splitlines() if sent in row), None), 5,
+                      "the app logged the request")
+    assert "127.0.0.2" in line and "203.0.113.9" not in line
