@@ -48,9 +48,9 @@ access_log = logging.getLogger("order_service.access")
 
 
 class RequestIdMiddleware:
-    """The outermost WSGI layer: every request gets an id (the edge's X-Request-ID when it is a
-    valid one, else a new one), which goes back in the response and into one access-log line, so
-    that the edge's log line and the app's can be matched."""
+    """WSGI layer around everything (under ProxyFix only): every request gets an id (the edge's
+    X-Request-ID when it is a valid one, else a new one), which goes back in the response and into
+    one access-log line, so that the edge's log line and the app's can be matched."""
 
     def __init__(self, wsgi_app: Callable, pattern: str, log_requests: bool) -> None:
         self.wsgi_app = wsgi_app
