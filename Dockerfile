@@ -5,19 +5,26 @@ FROM python:3.11-slim
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /srv/order-service
 
+# Debian's nginx, the same as `make infra` installs: docker-compose runs the edge from this image
+# too, with the config rendered by scripts/render_nginx.py.
+RUN apt-get update && apt-get install -y --no-install-recommends nginx && rm -rf /var/lib/apt/lists/*
+
 COPY requirements.txt .
 RUN pip install --no-cache-dir -r requirements.txt
 
 COPY app ./app
 COPY migrations ./migrations
 COPY config.py wsgi.py gunicorn.conf.py .flaskenv ./
+COPY infra/nginx ./infra/nginx
+COPY scripts/render_nginx.py ./scripts/
 
 RUN useradd --system --uid 10001 orders
 USER orders
 
-EXPOSE 8080
+# gunicorn on APP_BIND (the edge, on 8080, is the nginx service of docker-compose.yml).
+EXPOSE 8081
 HEALTHCHECK --interval=10s --timeout=3s --start-period=20s \
-  CMD python -c "import urllib.request,sys; urllib.request.urlopen('http://127.0.0.1:8080/healthz', timeout=2)" || exit 1
+  CMD python -c "import urllib.request; from config import Config; port = Config.APP_BIND.rsplit(':', 1)[1]; urllib.request.urlopen(f'http://127.0.0.1:{port}/healthz', timeout=2)" || exit 1
 
 # Migrations first (idempotent), then gunicorn; exec so that SIGTERM reaches the master.
 CMD ["sh", "-c", "flask db upgrade && exec gunicorn wsgi:app"]

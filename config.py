@@ -23,6 +23,17 @@ DEFAULTS: dict[str, str | int | bool] = {
     "KAFKA_TOPIC_PARTITIONS": 6,  # read by `make infra` only
     "HOST": "0.0.0.0",
     "PORT": 8080,
+    "APP_BIND": "127.0.0.1:8081",
+    "TRUSTED_PROXIES": 1,
+    "EDGE_CLIENT_TIMEOUT_S": 10,
+    "EDGE_MAX_HEADER_BYTES": 8192,
+    "EDGE_WORKER_CONNECTIONS": 4096,
+    "EDGE_CACHE_DIR": "",  # empty: `make infra` puts the edge cache on tmpfs (/dev/shm)
+    "EDGE_CACHE_MAX_MB": 256,
+    "EDGE_CACHE_KEYS_MB": 16,
+    "METRICS_ALLOW": "127.0.0.1 ::1",
+    "GUNICORN_KEEPALIVE_S": 5,
+    "ACCESS_LOG": True,
     "WEB_CONCURRENCY": 2,
     "GUNICORN_WORKER_CLASS": "gthread",
     "GUNICORN_THREADS": 4,
@@ -134,7 +145,36 @@ class Config:
     CACHE_MISS_TTL = env_int("CACHE_MISS_TTL")
     CACHE_WARMUP = env_int("CACHE_WARMUP")
 
+    # The edge (nginx, started by `make infra` from infra/nginx/nginx.conf.template) listens on
+    # HOST:PORT, the public address, and proxies to gunicorn on APP_BIND ("host:port" or
+    # "unix:/path"), which only the edge should reach.
+    HOST = env_str("HOST")
     PORT = env_int("PORT")
+    APP_BIND = env_str("APP_BIND")
+    # X-Forwarded-For / -Proto are believed from this many proxies in front of gunicorn (werkzeug's
+    # ProxyFix): 1 for the edge. 0 when clients reach gunicorn directly, or they could forge them.
+    TRUSTED_PROXIES = env_int("TRUSTED_PROXIES")
+    # Seconds a client may take to send its headers, to send its body, and between two reads of
+    # the answer: a slow client then costs the edge one connection, never a gunicorn thread.
+    EDGE_CLIENT_TIMEOUT_S = env_int("EDGE_CLIENT_TIMEOUT_S")
+    # Longest request line and longest header line (nginx large_client_header_buffers).
+    EDGE_MAX_HEADER_BYTES = env_int("EDGE_MAX_HEADER_BYTES")
+    EDGE_WORKER_CONNECTIONS = env_int("EDGE_WORKER_CONNECTIONS")
+    # The edge cache of GET /order/<id>: on tmpfs (every miss writes a file), bounded in bytes
+    # and in keys (1 MiB of keys zone holds about 8,000 keys). Empty dir: `make infra` chooses
+    # one under /dev/shm.
+    EDGE_CACHE_DIR = env_str("EDGE_CACHE_DIR")
+    EDGE_CACHE_MAX_MB = env_int("EDGE_CACHE_MAX_MB")
+    EDGE_CACHE_KEYS_MB = env_int("EDGE_CACHE_KEYS_MB")
+    # Addresses (or CIDR ranges), separated by spaces or commas, that the edge answers /metrics.
+    METRICS_ALLOW = env_str("METRICS_ALLOW")
+    # A client's X-Request-ID is kept when it matches this; otherwise the edge (or the app) makes one.
+    REQUEST_ID_PATTERN = r"^[A-Za-z0-9._:-]{1,128}$"
+    # gunicorn keeps an idle connection this long; the edge drops its idle upstream connections
+    # sooner, so it never reuses one that gunicorn is closing.
+    GUNICORN_KEEPALIVE_S = env_int("GUNICORN_KEEPALIVE_S")
+    # One line per request in the app's log (method, path, status, request id).
+    ACCESS_LOG = env_bool("ACCESS_LOG")
     LOG_LEVEL = env_str("LOG_LEVEL").upper()
 
 

@@ -23,7 +23,8 @@ os.environ.setdefault(
 # module"), exit code 255 on a SIGINT stop.
 from prometheus_client import multiprocess  # noqa: E402
 
-bind = f"{os.environ.get('HOST', '0.0.0.0')}:{os.environ.get('PORT', '8080')}"
+# Behind the edge (nginx on PORT, see infra/nginx/), which buffers slow clients for gunicorn.
+bind = env_str("APP_BIND")
 # Defaults chosen by measurement (bench/README.md): one worker per core, and a few threads so a
 # worker keeps answering while its consumer thread or a slow query holds it. On 2 cores, more
 # threads gained little and more workers lost throughput, both at a higher p99.
@@ -32,7 +33,7 @@ worker_class = env_str("GUNICORN_WORKER_CLASS")
 threads = env_int("GUNICORN_THREADS")
 timeout = env_int("GUNICORN_TIMEOUT")
 graceful_timeout = env_int("GUNICORN_GRACEFUL_TIMEOUT")
-keepalive = 5
+keepalive = env_int("GUNICORN_KEEPALIVE_S")
 accesslog = env_str("GUNICORN_ACCESS_LOG") or None
 # Never preload: the app, its engine and every Kafka client are created after the fork.
 preload_app = False

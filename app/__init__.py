@@ -43,11 +43,27 @@ def create_app(config_class: type = Config, overrides: dict[str, Any] | None = N
     from app.api.fast_path import CachedOrderFastPath
 
     app.wsgi_app = CachedOrderFastPath(app.wsgi_app, order_cache)
+    app.wsgi_app = _behind_the_edge(app, app.wsgi_app)
 
     from app.cli import register_commands
 
     register_commands(app)
     return app
+
+
+def _behind_the_edge(app: Flask, wsgi_app):
+    """Outermost layers: the request id (the edge's, or a new one) and its access-log line, and
+    the client's address and scheme from X-Forwarded-* of TRUSTED_PROXIES proxies (werkzeug's
+    ProxyFix), so that remote_addr is the client's, not the edge's."""
+    from werkzeug.middleware.proxy_fix import ProxyFix
+
+    from app.logs import RequestIdMiddleware
+
+    wsgi_app = RequestIdMiddleware(wsgi_app, app.config["REQUEST_ID_PATTERN"], app.config["ACCESS_LOG"])
+    proxies = app.config["TRUSTED_PROXIES"]
+    if proxies > 0:
+        wsgi_app = ProxyFix(wsgi_app, x_for=proxies, x_proto=proxies)
+    return wsgi_app
 
 
 def _migrations_dir() -> str:

@@ -7,10 +7,13 @@ import os
 import platform
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -27,6 +30,7 @@ from app.extensions import db
 from app.ingest.records import decode_order
 from app.seed import OrderFactory, encode
 from config import Config
+from tests.edge import Edge
 from tests.helpers import (
     admin,
     admin_dsn,
@@ -40,6 +44,8 @@ from tests.helpers import (
 from tests.service import ROOT, Service, service_env
 
 WRK_SCRIPT = ROOT / "bench" / "wrk_random_ids.lua"
+WRK_ONE_PASS = ROOT / "bench" / "wrk_one_pass.lua"
+WRK_THREADS = 2
 SEED = 1
 
 
@@ -246,11 +252,21 @@ def measure_reads(database: str, topics, settings: Settings, work: Path, say: Pr
         # Ceiling and service alternate, twice, and each keeps its better round: background work on
         # this shared machine (a checkpoint after the load, a noisy neighbour) only ever slows a
         # round down, and it once cut a ceiling round to a quarter of the other.
-        rounds: dict[str, list[dict]] = {"ceiling": [], "cached": []}
+        # The edge (nginx, the config `make infra` renders) in front of the same gunicorn, with
+        # the same load as "cached": from an empty edge cache (edge_cold: each id's first request
+        # is a miss), then warm (edge). And one strict pass, every id once, all misses.
+        rounds: dict[str, list[dict]] = {name: [] for name in
+                                         ("ceiling", "cached", "edge_cold", "edge", "edge_first_pass")}
         for _ in range(2):
             rounds["ceiling"].append(wrk(ceiling, ids_file, settings, "ceiling", say))
             rounds["cached"].append(wrk(service, ids_file, settings, "cached", say))
+            with running_edge(service, work) as edge:
+                rounds["edge_cold"].append(wrk(edge, ids_file, settings, "edge_cold", say))
+                rounds["edge"].append(wrk(edge, ids_file, settings, "edge", say))
+            with running_edge(service, work) as edge:
+                rounds["edge_first_pass"].append(wrk_one_pass(edge, ids_file, settings, work, say))
         results.update({name: _best(runs) for name, runs in rounds.items()})
+        results["edge_first_pass"]["ids"] = len(ids)
         results["missing"] = wrk(service, missing_file, settings, "missing", say)
     finally:
         service.stop()
@@ -277,19 +293,56 @@ def _warmups(log: str, workers: int) -> list[tuple[str, str]] | None:
     return found if len(found) >= workers else None
 
 
-def wrk(service: Service, ids_file: Path, settings: Settings, name: str, say: Progress) -> dict:
+def wrk(service: Service | Edge, ids_file: Path, settings: Settings, name: str, say: Progress) -> dict:
     say(f"read/{name}: wrk, {settings.connections} connections, {settings.duration_s} s")
     env = {**os.environ, "BENCH_IDS_FILE": str(ids_file), "BENCH_PATH_PREFIX": "/order/"}
     out = subprocess.run(
-        ["wrk", "-t2", f"-c{settings.connections}", f"-d{settings.duration_s}s", "--timeout", "5s",
-         "-s", str(WRK_SCRIPT), service.url],
+        ["wrk", f"-t{WRK_THREADS}", f"-c{settings.connections}", f"-d{settings.duration_s}s", "--timeout",
+         "5s", "-s", str(WRK_SCRIPT), service.url],
         env=env, capture_output=True, text=True, check=True,
     ).stdout
+    return _wrk_result(out, name, say)
+
+
+@contextmanager
+def running_edge(service: Service, work: Path) -> Iterator[Edge]:
+    """A new edge, with an empty cache, in front of `service`."""
+    edge = Edge(f"127.0.0.1:{service.port}", work).start()
+    try:
+        yield edge
+    finally:
+        edge.stop()
+
+
+def wrk_one_pass(edge: Edge, ids_file: Path, settings: Settings, work: Path, say: Progress) -> dict:
+    """Every id once, through the edge's empty cache (bench/wrk_one_pass.lua); wrk is stopped as
+    soon as both of its threads have had their share answered."""
+    name = "edge_first_pass"
+    say(f"read/{name}: wrk, one pass over the ids, {settings.connections} connections")
+    done_dir = Path(tempfile.mkdtemp(prefix="wrk-pass-", dir=work))
+    env = {**os.environ, "BENCH_IDS_FILE": str(ids_file), "BENCH_PATH_PREFIX": "/order/",
+           "BENCH_THREADS": str(WRK_THREADS), "BENCH_DONE_DIR": str(done_dir)}
+    process = subprocess.Popen(
+        ["wrk", f"-t{WRK_THREADS}", f"-c{settings.connections}", f"-d{3 * settings.duration_s}s",
+         "--timeout", "5s", "-s", str(WRK_ONE_PASS), edge.url],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    wait_until(lambda: len(list(done_dir.iterdir())) >= WRK_THREADS or process.poll() is not None,
+               3 * settings.duration_s + 30, "wrk finished its pass over the ids", interval_s=0.05)
+    if process.poll() is None:
+        process.send_signal(signal.SIGINT)  # wrk then reports at once instead of sleeping out -d
+    out, err = process.communicate(timeout=60)
+    assert process.returncode == 0, err
+    return _wrk_result(out, name, say)
+
+
+def _wrk_result(out: str, name: str, say: Progress) -> dict:
     summary = json.loads(next(line for line in out.splitlines() if line.startswith("BENCH_JSON "))[11:])
     seconds = summary["duration_us"] / 1e6
     latency = {p: us / 1000 for p, us in summary["latency_us"].items()}
     errors = summary["errors"]
     result = {
+        "requests": summary["requests"],
         "rps": round(summary["requests"] / seconds, 1),
         "p50_ms": round(latency["50"], 3),
         "p99_ms": round(latency["99"], 3),
@@ -310,6 +363,9 @@ def ratios(results: dict) -> dict:
         "ingest_vs_store_ceiling": round(ingest["orders_per_s"] / ingest["ceiling_store_per_s"], 3),
         "cached_vs_ceiling": round(read["cached"]["rps"] / read["ceiling"]["rps"], 3),
         "cold_vs_ceiling": round(read["cold"]["rps"] / read["ceiling"]["rps"], 3),
+        "edge_vs_cached": round(read["edge"]["rps"] / read["cached"]["rps"], 3),
+        "edge_cold_vs_cached": round(read["edge_cold"]["rps"] / read["cached"]["rps"], 3),
+        "edge_first_pass_vs_cached": round(read["edge_first_pass"]["rps"] / read["cached"]["rps"], 3),
     }}
 
 

@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
-# Local infrastructure for order-service without Docker: a real PostgreSQL 15 and a real
-# Apache Kafka 4.x (KRaft, single node), both running as plain processes on 127.0.0.1.
+# Local infrastructure for order-service without Docker: a real PostgreSQL 15, a real
+# Apache Kafka 4.x (KRaft, single node), both running as plain processes on 127.0.0.1, and the
+# edge: Debian's nginx on PORT, in front of the gunicorn that `make run` starts on APP_BIND.
 #
 #   scripts/infra.sh up       start what is missing (idempotent; a no-op when all is up)
 #   scripts/infra.sh down     stop what this script started (never a server it did not start)
-#   scripts/infra.sh status   one line per service; exit 0 if both are up, 3 otherwise
+#   scripts/infra.sh status   one line per service; exit 0 if all are up, 3 otherwise
 #
 # Configuration comes from the environment, then from .env in the repository root (which never
 # overrides a variable already set):
@@ -17,6 +18,10 @@
 #   ORDER_SERVICE_HOME       data, logs and downloads; default ${XDG_CACHE_HOME:-~/.cache}/order-service
 #                            (outside the checkout, shared by every clone on the machine)
 #   INFRA_PYTHON             interpreter with kafka-python-ng; default <repo>/.venv/bin/python
+#   HOST, PORT, APP_BIND, EDGE_*, METRICS_ALLOW   the edge (see config.py); its config is rendered
+#                            by scripts/render_nginx.py, so config.py's defaults apply
+#   EDGE_CACHE_DIR           the edge's cache; default on tmpfs, /dev/shm/order-service-<hash of the
+#                            home>, linked from $ORDER_SERVICE_HOME/nginx/cache
 #
 # If something already answers at the configured PostgreSQL or Kafka address, it is used as it
 # is (after checking that it works with the configured settings) and never stopped by `down`.
@@ -94,6 +99,19 @@ load_config() {
   KAFKA_LIBS=$KAFKA_DIR/libs
   KAFKA_PROPS=$KAFKA_DIR/server.properties
   PYTHON=${INFRA_PYTHON:-$ROOT/.venv/bin/python}
+
+  NGINX_DIR=$CACHE/nginx
+  NGINX_CONF=$NGINX_DIR/nginx.conf
+  NGINX_PID_FILE=$NGINX_DIR/run/nginx.pid
+  NGINX_LOG=$NGINX_DIR/logs/error.log
+  # tmpfs when there is one: every cache miss writes a file.
+  if [[ -z ${EDGE_CACHE_DIR:-} ]]; then
+    if [[ -d /dev/shm && -w /dev/shm ]]; then
+      EDGE_CACHE_DIR=/dev/shm/order-service-$(printf '%s' "$CACHE" | sha256sum | cut -c1-12)
+    else
+      EDGE_CACHE_DIR=$NGINX_DIR/cache
+    fi
+  fi
 }
 
 # Two clones running `up` at once would otherwise both initdb / format / start.
@@ -199,6 +217,13 @@ pg_init_cluster() {
   # Our lines are appended to postgresql.conf only after initdb succeeded: a data dir without them
   # is a leftover of an interrupted init (no user data can be in it yet), so it is cleared.
   if grep -qxF "$PG_CONF_MARKER" "$PG_DATA/postgresql.conf" 2>/dev/null; then return 0; fi
+  # Never delete a directory that holds a cluster: someone's data may be in it.
+  if [[ -f $PG_DATA/PG_VERSION ]]; then
+    die "$PG_DATA holds a PostgreSQL cluster that this script did not finish setting up (no" \
+      "'$PG_CONF_MARKER' line in its postgresql.conf), so it is left alone. If it is yours, add" \
+      "that line to its postgresql.conf to use it as it is; if it is a leftover of an interrupted" \
+      "'make infra' and holds nothing you need, move it away (mv '$PG_DATA' '$PG_DATA.old') and retry."
+  fi
   rm -rf "$PG_DATA"
   mkdir -p "$PG_DIR"
   ((EUID != 0)) || chown postgres:postgres "$PG_DIR"
@@ -412,6 +437,12 @@ kafka_format_storage() {
     java -cp "$KAFKA_LIBS/*" kafka.tools.StorageTool random-uuid >"$id_file.tmp"
     mv "$id_file.tmp" "$id_file"
   fi
+  # Never delete a directory that holds a cluster's log segments, whatever else is missing.
+  if [[ -d $KAFKA_DATA ]] && find "$KAFKA_DATA" -name '*.log' -print -quit 2>/dev/null | grep -q .; then
+    die "$KAFKA_DATA holds Kafka log segments but no meta.properties, so it is left alone. If its" \
+      "records matter, restore its meta.properties (from a backup, or with the cluster id of its" \
+      "__cluster_metadata log); otherwise move it away (mv '$KAFKA_DATA' '$KAFKA_DATA.old') and retry."
+  fi
   say "Kafka: formatting storage in $KAFKA_DATA (cluster id $(<"$id_file"))"
   rm -rf "$KAFKA_DATA"
   java -cp "$KAFKA_LIBS/*" kafka.tools.StorageTool format -t "$(<"$id_file")" -c "$KAFKA_PROPS" \
@@ -599,6 +630,106 @@ kafka_status() {
   [[ $state == up ]]
 }
 
+# --- the edge (nginx) ---------------------------------------------------------------------------
+
+nginx_ensure_installed() {
+  command -v nginx >/dev/null && return 0
+  ((EUID == 0)) || die "nginx is not installed: run 'sudo apt-get update && sudo apt-get install -y nginx'"
+  say "installing nginx (apt-get install nginx)"
+  if ! { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx; } \
+    >"$LOG_DIR/apt.log" 2>&1; then
+    die "apt-get install nginx failed; read $LOG_DIR/apt.log"
+  fi
+}
+
+# Pid of our nginx master, or nothing.
+nginx_our_pid() {
+  local pid
+  pid=$(cat "$NGINX_PID_FILE" 2>/dev/null) || return 0
+  if [[ $pid =~ ^[0-9]+$ ]] && is_alive "$pid" && tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null |
+    grep -qF -- "-c $NGINX_CONF"; then
+    echo "$pid"
+  fi
+}
+
+# HOST:PORT as rendered (config.py's defaults apply), into EDGE_LISTEN and EDGE_PROBE.
+nginx_listen() {
+  EDGE_LISTEN=$(sed -n 's/^ *listen \([^ ;]*\).*/\1/p' "$NGINX_CONF" 2>/dev/null | head -n 1)
+  EDGE_PROBE=${EDGE_LISTEN/#0.0.0.0:/127.0.0.1:}
+}
+
+nginx_render() {
+  [[ -x $PYTHON ]] || die "no usable Python at $PYTHON to render the nginx config with: run 'make install'"
+  mkdir -p "$NGINX_DIR"
+  if [[ $EDGE_CACHE_DIR != "$NGINX_DIR/cache" ]]; then ln -sfn "$EDGE_CACHE_DIR" "$NGINX_DIR/cache"; fi
+  "$PYTHON" "$ROOT/scripts/render_nginx.py" --prefix "$NGINX_DIR" --cache-dir "$EDGE_CACHE_DIR" >/dev/null ||
+    die "could not render the nginx config (see the message above)"
+  nginx -t -q -p "$NGINX_DIR" -c "$NGINX_CONF" 2>"$NGINX_DIR/logs/check.log" ||
+    { log_tail "$NGINX_DIR/logs/check.log"; die "nginx refuses the rendered $NGINX_CONF"; }
+  nginx_listen
+}
+
+nginx_up() {
+  nginx_ensure_installed
+  local pid
+  pid=$(nginx_our_pid)
+  if [[ -n $pid ]]; then
+    # Reused as it is; a changed setting (a new rendering) is applied with a reload, which keeps
+    # open connections and the cache.
+    local before
+    before=$(sha1sum <"$NGINX_CONF")
+    nginx_render
+    if [[ $(sha1sum <"$NGINX_CONF") != "$before" ]]; then
+      kill -HUP "$pid"
+      say "nginx: already running (ours, pid $pid); reloaded with the changed settings"
+    else
+      say "nginx: already running at $EDGE_LISTEN (ours, pid $pid)"
+    fi
+    return 0
+  fi
+  nginx_render
+  ! tcp_open "${EDGE_PROBE%:*}" "${EDGE_PROBE##*:}" ||
+    die "$EDGE_LISTEN is taken by another program (a gunicorn started before the edge existed?);" \
+      "stop it, or set PORT for the edge (and APP_BIND for gunicorn)"
+  say "nginx: starting at $EDGE_LISTEN (cache $EDGE_CACHE_DIR)"
+  # It detaches itself (daemon on); setsid and 9>&- as for Kafka.
+  setsid nginx -p "$NGINX_DIR" -c "$NGINX_CONF" </dev/null >>"$NGINX_LOG" 2>&1 9>&- ||
+    { log_tail "$NGINX_LOG"; die "nginx did not start; read $NGINX_LOG"; }
+  local deadline=$((SECONDS + 10))
+  until [[ -n $(nginx_our_pid) ]] && tcp_open "${EDGE_PROBE%:*}" "${EDGE_PROBE##*:}"; do
+    ((SECONDS < deadline)) || { log_tail "$NGINX_LOG"; die "nginx did not start within 10 s; read $NGINX_LOG"; }
+    sleep 0.1
+  done
+  say "nginx: up at $EDGE_LISTEN (ours, pid $(nginx_our_pid))"
+}
+
+nginx_down() {
+  local pid
+  pid=$(nginx_our_pid)
+  if [[ -z $pid ]]; then
+    say "nginx: ours is not running"
+    return 0
+  fi
+  say "nginx: stopping (pid $pid)"
+  kill -QUIT "$pid" 2>/dev/null || true  # graceful: finishes the requests in flight
+  local deadline=$((SECONDS + 15))
+  while is_alive "$pid" && ((SECONDS < deadline)); do sleep 0.1; done
+  if is_alive "$pid"; then kill -TERM "$pid" 2>/dev/null || true; fi
+}
+
+nginx_status() {
+  local pid state who files="conf $NGINX_CONF  log $NGINX_DIR/logs  cache $EDGE_CACHE_DIR"
+  pid=$(nginx_our_pid)
+  nginx_listen
+  if [[ -n $pid ]]; then
+    state=up who="ours, pid $pid"
+  else
+    state=down who="-" files=
+  fi
+  printf 'infra: nginx     %-8s %-16s %-40s %s\n' "$state" "${EDGE_LISTEN:--}" "($who)" "$files"
+  [[ $state == up ]]
+}
+
 # --- commands -----------------------------------------------------------------------------------
 
 cmd_up() {
@@ -606,10 +737,12 @@ cmd_up() {
   kafka_up_begin
   pg_up
   kafka_up_finish
+  nginx_up
 }
 
 cmd_down() {
   take_lock
+  nginx_down
   kafka_down
   pg_down
 }
@@ -618,6 +751,7 @@ cmd_status() {
   local rc=0
   pg_status || rc=3
   kafka_status || rc=3
+  nginx_status || rc=3
   return $rc
 }
 

@@ -28,7 +28,7 @@ class Service:
         self.args = args
         self.port = free_port()
         self.log_path = log_path
-        self.env = {**os.environ, "HOST": "127.0.0.1", "PORT": str(self.port), **env}
+        self.env = {**os.environ, "APP_BIND": f"127.0.0.1:{self.port}", **env}
         self.process: subprocess.Popen | None = None
 
     @property

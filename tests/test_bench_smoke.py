@@ -13,7 +13,9 @@ pytestmark = pytest.mark.slow
 REQUIRED = [
     "ingest.orders", "ingest.orders_per_s", "ingest.ceiling_validate_per_s", "ingest.ceiling_store_per_s",
     "ingest.peak_rss_mb", "read.cached.rps", "read.cached.p50_ms", "read.cached.p99_ms", "read.cold.rps",
-    "read.cold.p99_ms", "read.missing.rps", "read.ceiling.rps", "machine.cores", "machine.memory_gb",
+    "read.cold.p99_ms", "read.missing.rps", "read.ceiling.rps", "read.edge.rps", "read.edge.p99_ms",
+    "read.edge_cold.rps", "read.edge_cold.p99_ms", "read.edge_first_pass.rps", "read.edge_first_pass.ids",
+    "machine.cores", "machine.memory_gb",
 ]
 
 
@@ -28,6 +30,9 @@ def test_the_benchmark_runs_end_to_end_and_reports_every_figure(tmp_path, kafka_
             value = value[part]
         assert isinstance(value, int | float) and not isinstance(value, bool) and value > 0, dotted
     assert results["read"]["cached"]["errors"] == 0
+    assert all(results["read"][case]["errors"] == 0 for case in ("edge", "edge_cold", "edge_first_pass"))
+    # The strict first pass through an empty edge cache asked for every id once.
+    assert results["read"]["edge_first_pass"]["requests"] == results["read"]["edge_first_pass"]["ids"]
     assert len(results["commit"]) == 40 and results["date"]
     assert (tmp_path / "ingest.png").stat().st_size > 0 and (tmp_path / "latency.png").stat().st_size > 0
     assert "| measure | service |" in (tmp_path / "latest.md").read_text()
