@@ -12,8 +12,8 @@ import time
 import uuid
 
 import pytest
-from app.seed.generator import OrderFactory, encode
 
+from app.seed import OrderFactory, encode
 from tests.edge import Edge, nginx_binary
 from tests.helpers import all_committed, create_topics, delete_topics, produce, wait_until
 from tests.service import Service, free_port, service_env
