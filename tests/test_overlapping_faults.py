@@ -1,0 +1,53 @@
+"""Faults that overlap, against the real service under gunicorn, PostgreSQL and Kafka: a restart of
+the whole instance in the middle of a PostgreSQL outage loses nothing and stores nothing twice."""
+
+import json
+import signal
+
+import pytest
+
+from tests.helpers import all_committed, produce, read_all, stored_uids, wait_until
+from tests.service import Service, service_env
+from tests.test_ingest import database_outage
+
+pytestmark = pytest.mark.slow
+
+
+def consumer_states(service: Service, polls: int = 6) -> set[str]:
+    """The consumer states the instance's workers report in /readyz (each poll reaches one worker)."""
+    states = set()
+    for _ in range(polls):
+        status, _, body = service.get("/readyz")
+        if status:
+            states.add(json.loads(body)["consumer"]["state"])
+    return states
+
+
+def test_a_restart_during_an_outage_loses_nothing(ingest_app, topics, database_url, tmp_path):
+    from app.seed import OrderFactory, encode
+
+    orders = list(OrderFactory(seed=91).orders(1200))
+    keyed = [(o["order_uid"].encode(), encode(o)) for o in orders]
+    env = service_env(database_url, topics)
+    first = Service(env, tmp_path / "first.log").start()
+    second = None
+    try:
+        produce(topics.bootstrap, topics.orders, keyed[:400])
+        wait_until(lambda: len(stored_uids(ingest_app)) == 400, 60, "the first 400 orders were stored")
+        with database_outage(database_url):
+            produce(topics.bootstrap, topics.orders, keyed[400:])
+            wait_until(lambda: "waiting out an outage" in consumer_states(first), 30,
+                       "the first instance waits out the outage")
+            first.signal(signal.SIGTERM)
+            assert first.wait_exit(timeout_s=30) == 0, "a stop during an outage must still be clean"
+            second = Service(env, tmp_path / "second.log").start()
+            wait_until(lambda: "waiting out an outage" in consumer_states(second), 30,
+                       "the restarted instance waits out the same outage")
+        wait_until(lambda: all_committed(topics), 120, "the restarted instance caught up after the outage")
+        stored_uids_when_back = stored_uids(ingest_app)
+        assert sorted(stored_uids_when_back) == sorted(o["order_uid"] for o in orders)
+        assert read_all(topics.bootstrap, topics.dlq) == []
+    finally:
+        for service in (first, second):
+            if service is not None:
+                service.kill()
