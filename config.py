@@ -181,7 +181,7 @@ class Config:
 class TestConfig(Config):
     TESTING = True
     # Tests never touch the `orders` database: each creates a database of its own on DATABASE_URL's
-    # server (tests/helpers.py) and passes its URL in as an override; without one the app refuses
+    # server (harness/postgres.py) and passes its URL in as an override; without one the app refuses
     # to start.
     SQLALCHEMY_DATABASE_URI = None
     CONSUMER_ENABLED = False

@@ -5,11 +5,11 @@ a few rounds (a shared machine only ever slows a round down)."""
 
 import json
 import time
-from pathlib import Path
 
 from app.validation import validate_order
+from harness import ROOT
 
-EXAMPLE = json.loads((Path(__file__).resolve().parent.parent / "docs/contract/order.example.json").read_text())
+EXAMPLE = json.loads((ROOT / "docs" / "contract" / "order.example.json").read_text())
 
 
 def cases() -> dict[str, dict]:

@@ -30,18 +30,12 @@ from app.extensions import db
 from app.ingest.records import decode_order
 from app.seed import OrderFactory, encode
 from config import Config
-from tests.edge import Edge
-from tests.helpers import (
-    admin,
-    admin_dsn,
-    committed_offsets,
-    create_database,
-    create_topics,
-    delete_topics,
-    drop_database,
-    wait_until,
-)
-from tests.service import ROOT, Service, service_env
+from harness import ROOT
+from harness.edge import Edge
+from harness.kafka import admin, committed_offsets, create_topics, delete_topics
+from harness.postgres import admin_dsn, create_database, drop_database
+from harness.service import Service, service_env
+from harness.waiting import wait_until
 
 WRK_SCRIPT = ROOT / "bench" / "wrk_random_ids.lua"
 WRK_ONE_PASS = ROOT / "bench" / "wrk_one_pass.lua"

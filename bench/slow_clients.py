@@ -14,8 +14,8 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from tests.edge import Edge
-from tests.service import Service
+from harness.edge import Edge
+from harness.service import Service
 
 PROBES = 50
 

@@ -1,19 +1,27 @@
 """Fixtures against the real services started by `make infra`: a PostgreSQL database and Kafka topics
-of the tests' own, created here and dropped afterwards. The `orders` database is never touched."""
+of the tests' own, created here and dropped afterwards. The `orders` database is never touched.
+
+No fixture pushes an app context behind a test's back: a test that calls the data layer directly
+says so, with `with app.app_context():`, `tests.helpers.save`, or the `app_context` fixture."""
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import psycopg2
 import pytest
 from flask import Flask
+from flask.testing import FlaskClient, FlaskCliRunner
+from kafka.errors import NoBrokersAvailable
 
 from app import create_app
+from app.cache import order_cache_for
 from app.extensions import db
 from app.ingest.consumer import OrderConsumer
 from config import Config, TestConfig
-from tests.helpers import contract_example, create_database, drop_database
+from harness.kafka import Topics, admin, create_topics, delete_topics
+from harness.postgres import create_database, drop_database
+from tests.helpers import contract_example
 
 
 @pytest.fixture(scope="session")
@@ -32,7 +40,8 @@ def database_url() -> Iterator[str]:
 
 @pytest.fixture(scope="session")
 def app(database_url: str) -> Iterator[Flask]:
-    """The app on the test database, migrated with `flask db upgrade`'s own code."""
+    """The app on the test database, migrated with `flask db upgrade`'s own code. Shared by the
+    session: its cache is emptied by `empty_db`."""
     from flask_migrate import upgrade
 
     application = create_app(TestConfig, {"SQLALCHEMY_DATABASE_URI": database_url})
@@ -44,17 +53,27 @@ def app(database_url: str) -> Iterator[Flask]:
 
 
 @pytest.fixture
-def app_ctx(app: Flask) -> Iterator[Flask]:
+def empty_db(app: Flask) -> None:
+    """The test database with no orders in it, and the session app's cache emptied with it (no
+    test sees another's answers)."""
     with app.app_context():
-        yield app
+        db.session.execute(db.text("TRUNCATE orders CASCADE"))
+        db.session.commit()
+    order_cache_for(app).clear()
 
 
 @pytest.fixture
-def empty_db(app_ctx: Flask) -> Flask:
-    """The test database with no orders in it."""
-    db.session.execute(db.text("TRUNCATE orders CASCADE"))
-    db.session.commit()
-    return app_ctx
+def client(app: Flask, empty_db: None) -> FlaskClient:
+    """The session app's test client, on an empty database and an empty cache."""
+    return app.test_client()
+
+
+@pytest.fixture
+def app_context(app: Flask) -> Iterator[Flask]:
+    """The session app's context, pushed for the whole test: for tests that call the data layer
+    (save_orders, get_order, db.session) directly, and say so by asking for it."""
+    with app.app_context():
+        yield app
 
 
 @pytest.fixture
@@ -65,10 +84,6 @@ def example_order() -> dict[str, Any]:
 
 @pytest.fixture(scope="session")
 def kafka_bootstrap() -> str:
-    from kafka.errors import NoBrokersAvailable
-
-    from tests.helpers import admin
-
     bootstrap = Config.KAFKA_BOOTSTRAP_SERVERS
     try:
         admin(bootstrap).close()
@@ -78,18 +93,16 @@ def kafka_bootstrap() -> str:
 
 
 @pytest.fixture
-def topics(kafka_bootstrap: str):
+def topics(kafka_bootstrap: str) -> Iterator[Topics]:
     """An orders topic (6 partitions), a dead-letter topic and a group name, all new."""
-    from tests.helpers import create_topics, delete_topics
-
     created = create_topics(kafka_bootstrap)
     yield created
     delete_topics(created)
 
 
 @pytest.fixture
-def ingest_app(database_url, topics, empty_db) -> Flask:
-    """An app on the test database and this test's own topics and group."""
+def ingest_app(database_url: str, topics: Topics, empty_db: None) -> Flask:
+    """An app on the (emptied) test database and this test's own topics and group."""
     return create_app(TestConfig, {
         "SQLALCHEMY_DATABASE_URI": database_url,
         "KAFKA_BOOTSTRAP_SERVERS": topics.bootstrap,
@@ -99,6 +112,13 @@ def ingest_app(database_url, topics, empty_db) -> Flask:
         "CONSUMER_BATCH_WAIT_MS": 100,
         "CONSUMER_MAX_BACKOFF_S": 1,
     })
+
+
+@pytest.fixture
+def runner(ingest_app: Flask) -> FlaskCliRunner:
+    """The `flask` command runner of `ingest_app`: the commands (seed-orders, dlq) work on Kafka
+    topics, so they run on this test's own, never on the configured ones."""
+    return ingest_app.test_cli_runner()
 
 
 class RunningConsumer:
@@ -117,7 +137,7 @@ class RunningConsumer:
 
 
 @pytest.fixture
-def run_consumer(ingest_app):
+def run_consumer(ingest_app: Flask) -> Iterator[Callable[[], RunningConsumer]]:
     """Start consumers on this test's topics; all are stopped (and must stop) at the end."""
     started: list[RunningConsumer] = []
 

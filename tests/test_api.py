@@ -15,14 +15,9 @@ from app.data.store import save_orders
 from app.documents import served_form
 from app.seed import OrderFactory
 from config import TestConfig
-from tests.helpers import cursor_of, wait_until
-from tests.unit.test_validation import REJECTIONS, with_change
-
-
-@pytest.fixture
-def client(empty_db):
-    order_cache_for(empty_db).clear()  # the session's app, shared: no test sees another's answers
-    return empty_db.test_client()
+from harness.waiting import wait_until
+from tests.contract_cases import REJECTIONS, with_change
+from tests.helpers import cursor_of, metric, metric_series, save
 
 
 @pytest.fixture(scope="module")
@@ -38,8 +33,8 @@ def conforms(spec, schema_name: str, instance) -> list[str]:
     return [error.message for error in validator.iter_errors(instance)]
 
 
-def test_an_order_is_served_from_the_database_then_from_the_cache(client, example_order, spec):
-    save_orders([example_order])
+def test_an_order_is_served_from_the_database_then_from_the_cache(app, client, example_order, spec):
+    save(app, [example_order])
     first = client.get(f"/order/{example_order['order_uid']}")
     assert first.status_code == 200
     assert first.mimetype == "application/json"
@@ -53,8 +48,8 @@ def test_an_order_is_served_from_the_database_then_from_the_cache(client, exampl
     assert second.headers["ETag"] == first.headers["ETag"]
 
 
-def test_a_matching_etag_is_not_modified(client, example_order):
-    save_orders([example_order])
+def test_a_matching_etag_is_not_modified(app, client, example_order):
+    save(app, [example_order])
     etag = client.get(f"/order/{example_order['order_uid']}").headers["ETag"]
     again = client.get(f"/order/{example_order['order_uid']}", headers={"If-None-Match": etag})
     assert again.status_code == 304 and again.data == b""
@@ -78,22 +73,24 @@ def test_an_unknown_id_is_404_and_remembered_briefly(client, spec):
     assert second.status_code == 404 and second.headers["X-Order-Source"] == "cache"
 
 
-def test_an_order_arriving_after_a_miss_is_served_at_once_by_the_writing_worker(client, example_order):
+def test_an_order_arriving_after_a_miss_is_served_at_once_by_the_writing_worker(app, client, example_order):
     assert client.get(f"/order/{example_order['order_uid']}").status_code == 404
-    save_orders([example_order])
+    save(app, [example_order])
     # What the consumer does after its commit:
     order_cache_for(client.application).put_documents([served_form(example_order)])
     assert client.get(f"/order/{example_order['order_uid']}").status_code == 200
 
 
-def test_other_workers_forget_a_miss_within_its_ttl(database_url, empty_db, example_order):
-    app = create_app(TestConfig, {"SQLALCHEMY_DATABASE_URI": database_url, "CACHE_MISS_TTL": 1})
-    client = app.test_client()
-    assert client.get(f"/order/{example_order['order_uid']}").status_code == 404
-    save_orders([example_order])  # stored by another worker: this one's cache is not told
-    found = wait_until(lambda: client.get(f"/order/{example_order['order_uid']}").status_code == 200,
-                       5, "the remembered miss expired")
-    assert found
+def test_other_workers_forget_a_miss_within_its_ttl(app, database_url, empty_db, example_order):
+    other_worker = create_app(TestConfig, {"SQLALCHEMY_DATABASE_URI": database_url, "CACHE_MISS_TTL": 1})
+    client = other_worker.test_client()
+    path = f"/order/{example_order['order_uid']}"
+    assert client.get(path).status_code == 404
+    save(app, [example_order])  # stored by another worker: this one's cache is not told
+    assert client.get(path).headers["X-Order-Source"] == "cache", "the miss is remembered at first"
+    found = wait_until(lambda: (lambda response: response if response.status_code == 200 else None)(
+        client.get(path)), 5, "the remembered miss expired")
+    assert found.get_json() == example_order and found.headers["X-Order-Source"] == "database"
 
 
 def test_unknown_routes_and_methods_answer_json(client):
@@ -116,9 +113,9 @@ def test_no_stack_trace_reaches_a_client(client, monkeypatch):
     assert b"secret" not in response.data and b"Traceback" not in response.data
 
 
-def test_recent_orders_page_newest_first_with_a_cursor(client, spec):
+def test_recent_orders_page_newest_first_with_a_cursor(app, client, spec):
     orders = list(OrderFactory(seed=51).orders(25))
-    save_orders(orders)
+    save(app, orders)
     expected = sorted(orders, key=lambda o: served_form(o)["date_created"], reverse=True)
     seen, cursor = [], None
     for _ in range(3):
@@ -155,14 +152,14 @@ def test_healthz(client, spec):
     assert response.status_code == 200 and conforms(spec, "Health", response.get_json()) == []
 
 
-def test_readyz_is_ready_with_both_services_up(database_url, kafka_bootstrap, empty_db, spec):
+def test_readyz_is_ready_with_both_services_up(database_url, kafka_bootstrap, spec):
     app = create_app(TestConfig, {"SQLALCHEMY_DATABASE_URI": database_url})
     response = app.test_client().get("/readyz")
     assert response.status_code == 200, response.get_json()
     assert conforms(spec, "Readiness", response.get_json()) == []
 
 
-def test_readyz_stays_ready_without_kafka_and_says_so(database_url, empty_db, spec):
+def test_readyz_stays_ready_without_kafka_and_says_so(database_url, spec):
     """Reads need PostgreSQL only: Kafka being away is reported, not a reason to stop serving."""
     app = create_app(TestConfig, {"SQLALCHEMY_DATABASE_URI": database_url,
                                   "KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:1"})
@@ -184,21 +181,25 @@ def test_readyz_and_reads_name_postgresql_when_it_is_unreachable(kafka_bootstrap
     assert read.status_code == 503 and read.get_json()["error"] == "database_unavailable"
 
 
-def test_metrics_count_cache_hits_and_misses(client, example_order):
-    def value(text: str, sample: str) -> float:
-        line = next((row for row in text.splitlines() if row.startswith(sample + " ")), None)
-        return float(line.split()[-1]) if line else 0.0
-
+def test_metrics_count_cache_hits_and_misses_and_time_each_request(app, client, example_order):
+    save(app, [example_order])
+    path = f"/order/{example_order['order_uid']}"
     before = client.get("/metrics").get_data(as_text=True)
-    save_orders([example_order])
-    client.get(f"/order/{example_order['order_uid']}")
-    client.get(f"/order/{example_order['order_uid']}")
+    assert client.get(path).headers["X-Order-Source"] == "database"
+    assert client.get(path).headers["X-Order-Source"] == "cache"
+    assert client.get("/order/not-there").status_code == 404
     after = client.get("/metrics").get_data(as_text=True)
-    hits, misses = 'orders_cache_requests_total{result="hit"}', 'orders_cache_requests_total{result="miss"}'
-    assert value(after, hits) - value(before, hits) == 1
-    assert value(after, misses) - value(before, misses) == 1
-    assert 'http_request_duration_seconds_bucket{le="0.001",method="GET",route="/order/<path:order_uid>"' \
-        in after.replace('status="200",', "")
+
+    def moved(name: str, **labels: str) -> float:
+        return metric(after, name, **labels) - metric(before, name, **labels)
+
+    assert moved("orders_cache_requests_total", result="hit") == 1
+    assert moved("orders_cache_requests_total", result="miss") == 2
+    # Each request timed once, under its route's pattern and its status (the hit by the fast path).
+    timed = "http_request_duration_seconds_count"
+    assert moved(timed, route="/order/<path:order_uid>", method="GET", status="200") == 2
+    assert moved(timed, route="/order/<path:order_uid>", method="GET", status="404") == 1
+    assert moved(timed, route="/order/<path:order_uid>") == 3
 
 
 def test_the_openapi_order_schema_agrees_with_cerberus(spec):
@@ -217,28 +218,28 @@ def test_the_openapi_order_schema_agrees_with_cerberus(spec):
     assert set(disagreements) == inexpressible, "rejected by Cerberus but allowed by the OpenAPI schema"
 
 
-def test_warm_up_loads_the_most_recent_orders(database_url, empty_db):
+def test_warm_up_loads_the_most_recent_orders(app, database_url, empty_db):
     orders = list(OrderFactory(seed=53).orders(30))
-    save_orders(orders)
-    app = create_app(TestConfig, {"SQLALCHEMY_DATABASE_URI": database_url, "CACHE_WARMUP": 10})
-    assert warm_cache(app) == 10
+    save(app, orders)
+    starting = create_app(TestConfig, {"SQLALCHEMY_DATABASE_URI": database_url, "CACHE_WARMUP": 10})
+    assert warm_cache(starting) == 10
     newest = sorted(orders, key=lambda o: served_form(o)["date_created"], reverse=True)
-    cache = order_cache_for(app)
+    cache = order_cache_for(starting)
     for order in newest[:10]:
         assert json.loads(cache.lookup(order["order_uid"]).body) == served_form(order)
     assert cache.lookup(newest[10]["order_uid"]) is None
 
 
-def test_a_cache_hit_is_answered_alike_by_the_fast_path_and_by_flask(client, empty_db, example_order):
+def test_a_cache_hit_is_answered_alike_by_the_fast_path_and_by_flask(app, client, example_order):
     from werkzeug.test import Client
     from werkzeug.wrappers import Response as WerkzeugResponse
 
     from app.api.fast_path import CachedOrderFastPath
 
-    save_orders([example_order])
+    save(app, [example_order])
     path = f"/order/{example_order['order_uid']}"
     assert client.get(path).headers["X-Order-Source"] == "database"  # fills the cache
-    fast_path = empty_db.wsgi_app
+    fast_path = app.wsgi_app
     while not isinstance(fast_path, CachedOrderFastPath):  # under the request-id and proxy layers
         fast_path = getattr(fast_path, "wsgi_app", None) or fast_path.app
     fast = Client(fast_path, WerkzeugResponse).get(path)
@@ -285,8 +286,8 @@ def test_a_cursor_encode_cursor_never_makes_is_400(client, raw):
 @pytest.mark.parametrize("offset", [timedelta(hours=9), timedelta(hours=23), -timedelta(hours=23, minutes=59),
                                     timedelta(hours=5, minutes=30, seconds=15),
                                     -timedelta(seconds=1, microseconds=500)])
-def test_a_cursor_in_any_utc_offset_pages_by_its_instant(client, example_order, offset):
-    save_orders([example_order])
+def test_a_cursor_in_any_utc_offset_pages_by_its_instant(app, client, example_order, offset):
+    save(app, [example_order])
     created = datetime(2021, 11, 26, 6, 22, 19, tzinfo=UTC)  # the example's date_created
     assert served_form(example_order)["date_created"] == "2021-11-26T06:22:19Z"
 
@@ -300,26 +301,28 @@ def test_a_cursor_in_any_utc_offset_pages_by_its_instant(client, example_order, 
     assert page_before(created - timedelta(seconds=1)) == []
 
 
-def metric_lines(client, name: str) -> list[str]:
-    return [line for line in client.get("/metrics").get_data(as_text=True).splitlines()
-            if line.startswith(name)]
-
-
 def test_request_metrics_keep_a_bounded_set_of_methods_and_routes(client):
+    before = client.get("/metrics").get_data(as_text=True)
     for index in range(5):
         client.open("/orders", method=f"BREW{index}")
         client.open(f"/no/such/route/{index}", method="GET")
         client.open(f"/order/{index}", method="PROPFIND")
-    lines = metric_lines(client, "http_request_duration_seconds_count")
-    assert not [line for line in lines if "BREW" in line or "PROPFIND" in line or "/no/such" in line]
-    assert [line for line in lines if 'method="other"' in line and 'status="405"' in line]
-    assert [line for line in lines if 'route="unmatched"' in line and 'status="404"' in line]
+    after = client.get("/metrics").get_data(as_text=True)
+    timed = "http_request_duration_seconds_count"
+    label_values = {value for labels in metric_series(after, timed) for _, value in labels}
+    assert not [value for value in label_values if "BREW" in value or "PROPFIND" in value or "/no/" in value]
+
+    def moved(**labels: str) -> float:
+        return metric(after, timed, **labels) - metric(before, timed, **labels)
+
+    assert moved(method="other", status="405") == 10
+    assert moved(route="unmatched", method="GET", status="404") == 5
 
 
-def test_each_app_has_a_cache_of_its_own(database_url, empty_db, example_order):
+def test_each_app_has_a_cache_of_its_own(app, database_url, empty_db, example_order):
     """A second app in the process (a test, a CLI beside a server) neither empties nor turns off
     the first one's cache, and each answers from its own."""
-    save_orders([example_order])
+    save(app, [example_order])
     path = f"/order/{example_order['order_uid']}"
     first = create_app(TestConfig, {"SQLALCHEMY_DATABASE_URI": database_url})
     assert first.test_client().get(path).headers["X-Order-Source"] == "database"
@@ -359,8 +362,8 @@ def test_a_lookup_racing_the_consumer_never_hides_the_order_it_stored(client, ex
     assert again.status_code == 200 and again.headers["X-Order-Source"] == "cache"
 
 
-def test_the_cache_byte_budget_comes_from_the_configuration(database_url, empty_db, example_order):
-    save_orders([example_order])
+def test_the_cache_byte_budget_comes_from_the_configuration(app, database_url, empty_db, example_order):
+    save(app, [example_order])
     path = f"/order/{example_order['order_uid']}"
     off = create_app(TestConfig, {"SQLALCHEMY_DATABASE_URI": database_url, "CACHE_MAX_BYTES": 0})
     assert [off.test_client().get(path).headers["X-Order-Source"] for _ in range(2)] == ["database"] * 2

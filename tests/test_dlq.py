@@ -15,15 +15,15 @@ from app.extensions import db
 from app.ingest.dead_letters import KAFKA_API_VERSION
 from app.seed import OrderFactory, encode
 from config import TestConfig
-from tests.helpers import admin, all_committed, end_offsets, produce, read_all, wait_until
+from harness.kafka import admin, all_committed, end_offsets, produce, read_all
+from harness.waiting import wait_until
 
 ESC = "\x1b"
 
 
-def dlq(app, *args: str):
-    """Run `flask dlq …` against `app` (its context pushed, so the command sees its topics)."""
-    with app.app_context():
-        return app.test_cli_runner().invoke(args=["dlq", *args])
+def dlq(runner, *args: str):
+    """Run `flask dlq …` with `runner` (the `runner` fixture, or another app's test_cli_runner())."""
+    return runner.invoke(args=["dlq", *args])
 
 
 def headers_of(record) -> dict[str, str]:
@@ -84,7 +84,7 @@ def hostile_stream(orders):
     ]
 
 
-def test_stats_and_show_count_each_source_record_once(ingest_app, topics, run_consumer):
+def test_stats_and_show_count_each_source_record_once(runner, topics, run_consumer):
     orders = list(OrderFactory(seed=31).orders(20))
     bad = hostile_stream(orders)
     produce(topics.bootstrap, topics.orders, [(o["order_uid"].encode(), encode(o)) for o in orders])
@@ -94,7 +94,7 @@ def test_stats_and_show_count_each_source_record_once(ingest_app, topics, run_co
     dead = wait_for_dead_letters(topics, len(bad))
     republish(topics, next(r for r in dead if headers_of(r)["dlq.error.type"] == "invalid_order"))
 
-    result = dlq(ingest_app, "stats")
+    result = dlq(runner, "stats")
     assert result.exit_code == 0, result.output
     assert f"{topics.dlq}: 5 dead letters, 4 source records, 1 duplicates" in result.output
     rows = dict(re.findall(r"^  (\w+) +(\d+ +\d+)$", result.output, re.MULTILINE))
@@ -103,11 +103,11 @@ def test_stats_and_show_count_each_source_record_once(ingest_app, topics, run_co
         "too_large": ["1", "0"]}
     assert re.search(r"^oldest: \d{4}-\d\d-\d\dT[\d:.]+Z \(partition 0, offset 0\)$", result.output, re.M)
     assert re.search(r"^newest: .*\(partition 0, offset 4\)$", result.output, re.M)
-    as_json = json.loads(dlq(ingest_app, "stats", "--json").output)
+    as_json = json.loads(dlq(runner, "stats", "--json").output)
     assert as_json["by_type"] == {"conflict": 1, "invalid_json": 1, "invalid_order": 1, "too_large": 1}
     assert as_json["duplicates_by_type"] == {"invalid_order": 1}
 
-    result = dlq(ingest_app, "show", "--type", "invalid_order", "--json")
+    result = dlq(runner, "show", "--type", "invalid_order", "--json")
     assert result.exit_code == 0, result.output
     [shown] = [json.loads(line) for line in result.output.splitlines()]
     assert shown["copies"] == 2 and shown["key"] == "missing-field"
@@ -116,20 +116,20 @@ def test_stats_and_show_count_each_source_record_once(ingest_app, topics, run_co
     assert shown["value_start"].startswith('{"order_uid": "missing-field"')
     assert shown["value_start"].endswith("…")
 
-    result = dlq(ingest_app, "show", "--key", orders[0]["order_uid"])
+    result = dlq(runner, "show", "--key", orders[0]["order_uid"])
     assert result.exit_code == 0, result.output
     assert " conflict " in result.output and "1 of 1 matching source records shown" in result.output
     assert "already stored with different content" in result.output
 
-    result = dlq(ingest_app, "show", "--type", "invalid_json")
+    result = dlq(runner, "show", "--type", "invalid_json")
     assert ESC not in result.output and "\x07" not in result.output
     assert "key:    broken\\x1b[31m" in result.output
     assert 'value:  {"order_uid": "broken\\x1b[2J\\x07", \\xff' in result.output
-    result = dlq(ingest_app, "show", "--limit", "2")
+    result = dlq(runner, "show", "--limit", "2")
     assert "2 of 4 matching source records shown" in result.output
 
 
-def test_replay_stores_the_fixed_conflict_and_the_invalid_order_comes_back(ingest_app, topics,
+def test_replay_stores_the_fixed_conflict_and_the_invalid_order_comes_back(ingest_app, runner, topics,
                                                                              run_consumer):
     orders = list(OrderFactory(seed=32).orders(10))
     _, (invalid_key, invalid_value, _), (conflict_key, conflict_value, _), _ = hostile_stream(orders)
@@ -142,7 +142,7 @@ def test_replay_stores_the_fixed_conflict_and_the_invalid_order_comes_back(inges
     republish(topics, conflict)  # the same source record dead-lettered twice
     source_end = sum(end_offsets(topics.bootstrap, topics.orders).values())
 
-    result = dlq(ingest_app, "replay", "--dry-run")
+    result = dlq(runner, "replay", "--dry-run")
     assert result.exit_code == 0, result.output
     assert "would replay 2 dead letters" in result.output
     assert "not replayed: 1 copies of a source record" in result.output
@@ -153,7 +153,7 @@ def test_replay_stores_the_fixed_conflict_and_the_invalid_order_comes_back(inges
         db.session.execute(db.text("DELETE FROM orders WHERE order_uid = :uid"),
                            {"uid": conflict_key.decode()})
         db.session.commit()
-    result = dlq(ingest_app, "replay", "--type", "conflict")
+    result = dlq(runner, "replay", "--type", "conflict")
     assert result.exit_code == 0, result.output
     assert "replayed 1 of 1 dead letters" in result.output
     fixed = json.loads(conflict_value)
@@ -161,7 +161,7 @@ def test_replay_stores_the_fixed_conflict_and_the_invalid_order_comes_back(inges
         wait_until(lambda: get_order(fixed["order_uid"]) == served_form(fixed), 60,
                    "the replayed conflict was stored")
 
-    result = dlq(ingest_app, "replay")
+    result = dlq(runner, "replay")
     assert result.exit_code == 0, result.output
     assert "replayed 1 of 1 dead letters" in result.output and "invalid_order 1" in result.output
     back = wait_for_dead_letters(topics, 4)[-1]
@@ -175,14 +175,14 @@ def test_replay_stores_the_fixed_conflict_and_the_invalid_order_comes_back(inges
         "/".join(headers_of(d)[f"dlq.source.{part}"] for part in ("topic", "partition", "offset"))
         for d in dead)
     source_end = sum(end_offsets(topics.bootstrap, topics.orders).values())
-    result = dlq(ingest_app, "replay")
+    result = dlq(runner, "replay")
     assert result.exit_code == 0, result.output
     assert "replayed 0 of 0 dead letters" in result.output
     assert "not replayed: 1 came back after an earlier replay" in result.output
     assert sum(end_offsets(topics.bootstrap, topics.orders).values()) == source_end
 
 
-def test_hostile_dead_letters_are_shown_escaped_and_never_replayed_blindly(ingest_app, topics):
+def test_hostile_dead_letters_are_shown_escaped_and_never_replayed_blindly(runner, topics):
     source = [("dlq.source.topic", topics.orders.encode()), ("dlq.source.partition", b"0")]
     send_unchecked(topics, None, None, [("dlq.error.type", b"invalid_json"), *source,
                                         ("dlq.source.offset", b"1")])
@@ -190,19 +190,19 @@ def test_hostile_dead_letters_are_shown_escaped_and_never_replayed_blindly(inges
                                                              *source, ("dlq.source.offset", b"2")])
     send_unchecked(topics, b"no-coordinates", b"{}", [("dlq.error.type", b"invalid_\xffjson")])
 
-    result = dlq(ingest_app, "stats")
+    result = dlq(runner, "stats")
     assert result.exit_code == 0, result.output
     assert "3 dead letters, 3 source records, 0 duplicates" in result.output
     assert "without source coordinates (each counted as its own source): 1" in result.output
     assert "(missing)" in result.output and "invalid_\\xffjson" in result.output
 
-    result = dlq(ingest_app, "show")
+    result = dlq(runner, "show")
     assert result.exit_code == 0, result.output
     assert ESC not in result.output and "\x00" not in result.output and "\x07" not in result.output
     assert "key:    k\\xff" in result.output and "value:  \\x00\\x1b]0;owned\\x07" in result.output
     assert "detail: \\xfe\\x1b[2J" in result.output and "key:    (null)" in result.output
 
-    result = dlq(ingest_app, "replay")
+    result = dlq(runner, "replay")
     assert result.exit_code == 0, result.output
     assert "replayed 1 of 1 dead letters" in result.output
     assert "not replayed: 1 null key and null value" in result.output
@@ -210,12 +210,12 @@ def test_hostile_dead_letters_are_shown_escaped_and_never_replayed_blindly(inges
     [replayed] = read_all(topics.bootstrap, topics.orders)
     assert (replayed.key, replayed.value) == (b"k\xff", b"\x00\x1b]0;owned\x07")
     assert replayed.headers == [("dlq.replayed.from", f"{topics.orders}/0/2".encode())]
-    assert "replayed 0 of 0" in dlq(ingest_app, "replay").output
+    assert "replayed 0 of 0" in dlq(runner, "replay").output
 
 
-def test_a_header_name_that_is_not_utf8_is_read_not_fatal(ingest_app, topics):
+def test_a_header_name_that_is_not_utf8_is_read_not_fatal(runner, topics):
     send_unchecked(topics, b"k", b"v", [(_NotUtf8Name("x"), b"1")])
-    result = dlq(ingest_app, "stats")
+    result = dlq(runner, "stats")
     assert result.exit_code == 0, result.output
     assert "1 dead letters" in result.output
 
@@ -224,7 +224,7 @@ def test_unreachable_kafka_and_a_missing_topic_are_clear_errors(database_url, to
     down = create_app(TestConfig, {"SQLALCHEMY_DATABASE_URI": database_url,
                                    "KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:1"})
     for command in (["stats"], ["show"], ["replay", "--dry-run"]):
-        result = dlq(down, *command)
+        result = dlq(down.test_cli_runner(), *command)
         assert result.exit_code == 1, command
         assert "Kafka is not reachable at 127.0.0.1:1" in result.output and "make infra" in result.output
 
@@ -232,20 +232,20 @@ def test_unreachable_kafka_and_a_missing_topic_are_clear_errors(database_url, to
                                       "KAFKA_BOOTSTRAP_SERVERS": topics.bootstrap,
                                       "KAFKA_TOPIC": topics.orders,
                                       "KAFKA_DLQ_TOPIC": topics.dlq + "-missing"})
-    result = dlq(missing, "stats")
+    result = dlq(missing.test_cli_runner(), "stats")
     assert result.exit_code == 1
     assert f"topic {topics.dlq}-missing does not exist" in result.output
     assert "KAFKA_DLQ_TOPIC" in result.output
     # Asking did not create it (the broker auto-creates topics a client names in a metadata request).
-    assert f"topic {topics.dlq}-missing does not exist" in dlq(missing, "stats").output
+    assert f"topic {topics.dlq}-missing does not exist" in dlq(missing.test_cli_runner(), "stats").output
 
-    result = dlq(missing, "show", "--limit", "0")
+    result = dlq(missing.test_cli_runner(), "show", "--limit", "0")
     assert result.exit_code == 2
     loop = create_app(TestConfig, {"SQLALCHEMY_DATABASE_URI": database_url, "KAFKA_TOPIC": topics.dlq,
                                    "KAFKA_DLQ_TOPIC": topics.dlq})
-    result = dlq(loop, "replay")
+    result = dlq(loop.test_cli_runner(), "replay")
     assert result.exit_code == 2 and "both" in result.output
-    assert "Exit codes: 0 done; 1 Kafka unreachable" in dlq(down, "replay", "--help").output
+    assert "Exit codes: 0 done; 1 Kafka unreachable" in dlq(down.test_cli_runner(), "replay", "--help").output
 
 
 def test_a_replay_the_broker_refuses_is_reported_and_not_remembered(database_url, topics):
@@ -263,7 +263,7 @@ def test_a_replay_the_broker_refuses_is_reported_and_not_remembered(database_url
         send_unchecked(topics, b"fits", b"{}", [*coordinates, ("dlq.source.offset", b"8")])
         # The second run tries the refused one again (it was not remembered), and only that one.
         for summary in ("replayed 1 of 2 dead letters", "replayed 0 of 1 dead letters"):
-            result = dlq(app, "replay")
+            result = dlq(app.test_cli_runner(), "replay")
             assert result.exit_code == 3, result.output
             assert summary in result.output
             assert f"{small}/0/7" in result.output and "run again" in result.output

@@ -4,7 +4,9 @@ dead-letter topic with its reason, costs only itself, and the orders around it a
 import json
 
 from app.seed import OrderFactory, encode
-from tests.helpers import all_committed, produce, produce_raw, read_all, stored_uids, wait_until
+from harness.kafka import all_committed, produce, produce_raw, read_all
+from harness.waiting import wait_until
+from tests.helpers import stored_uids
 
 MIB = 1024 * 1024
 

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.service import ROOT, free_port
+from harness import ROOT
+from harness.service import free_port
 
 pytestmark = pytest.mark.slow
 

@@ -9,12 +9,12 @@ from sqlalchemy import inspect
 from app import create_app
 from app.extensions import db
 from config import Config, TestConfig
-from tests.helpers import create_database, drop_database
+from harness.postgres import create_database, drop_database
 
 
-def test_the_models_and_the_migrations_agree(app_ctx):
+def test_the_models_and_the_migrations_agree(app):
     """An autogenerate comparison (what `flask db migrate` would write) finds nothing to do."""
-    with db.engine.connect() as connection:
+    with app.app_context(), db.engine.connect() as connection:
         differences = compare_metadata(MigrationContext.configure(connection), db.metadata)
     assert differences == []
 

@@ -6,9 +6,11 @@ import signal
 
 import pytest
 
-from tests.helpers import all_committed, produce, read_all, stored_uids, wait_until
-from tests.service import Service, service_env
-from tests.test_ingest import database_outage
+from harness.kafka import all_committed, produce, read_all
+from harness.postgres import database_outage
+from harness.service import Service, service_env
+from harness.waiting import wait_until
+from tests.helpers import stored_uids
 
 pytestmark = pytest.mark.slow
 

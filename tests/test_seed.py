@@ -5,19 +5,18 @@ import re
 
 from app import create_app
 from config import TestConfig
-from tests.helpers import all_committed, read_all, wait_until
+from harness.kafka import all_committed, end_offsets, read_all
+from harness.waiting import wait_until
 
 
-def seed(app, *args: str):
-    """Run `flask seed-orders` against `app` (its context pushed, so the command sees its topics
-    rather than those of an app context a fixture pushed)."""
-    with app.app_context():
-        return app.test_cli_runner().invoke(args=["seed-orders", *args])
+def seed(runner, *args: str):
+    return runner.invoke(args=["seed-orders", *args])
 
 
-def test_seeded_orders_are_served_and_the_bad_ones_dead_lettered(ingest_app, topics, run_consumer, tmp_path):
+def test_seeded_orders_are_served_and_the_bad_ones_dead_lettered(
+        ingest_app, runner, topics, run_consumer, tmp_path):
     ids_file = tmp_path / "ids.txt"
-    result = seed(ingest_app, "--count", "400", "--seed", "7", "--invalid-ratio", "0.1",
+    result = seed(runner, "--count", "400", "--seed", "7", "--invalid-ratio", "0.1",
                   "--duplicate-ratio", "0.1", "--ids-file", str(ids_file), "--quiet")
     assert result.exit_code == 0, result.output
     assert f"to {topics.orders}" in result.output
@@ -37,10 +36,10 @@ def test_seeded_orders_are_served_and_the_bad_ones_dead_lettered(ingest_app, top
     assert len(read_all(topics.bootstrap, topics.dlq)) == invalid
 
 
-def test_the_same_seed_produces_the_same_orders(ingest_app, tmp_path):
+def test_the_same_seed_produces_the_same_orders(runner, tmp_path):
     first, second = tmp_path / "a.txt", tmp_path / "b.txt"
     for path in (first, second):
-        result = seed(ingest_app, "--count", "50", "--seed", "3", "--ids-file", str(path), "--quiet")
+        result = seed(runner, "--count", "50", "--seed", "3", "--ids-file", str(path), "--quiet")
         assert result.exit_code == 0, result.output
     assert first.read_text() == second.read_text()
 
@@ -48,14 +47,15 @@ def test_the_same_seed_produces_the_same_orders(ingest_app, tmp_path):
 def test_an_unreachable_kafka_is_a_clear_error(database_url):
     app = create_app(TestConfig, {"SQLALCHEMY_DATABASE_URI": database_url,
                                   "KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:1"})
-    result = seed(app, "--count", "5", "--quiet")
+    result = seed(app.test_cli_runner(), "--count", "5", "--quiet")
     assert result.exit_code == 1
     assert "Kafka is not reachable at 127.0.0.1:1" in result.output
     assert "make infra" in result.output
 
 
-def test_bad_options_are_refused_before_anything_is_sent(ingest_app):
-    result = seed(ingest_app, "--invalid-ratio", "0.7", "--duplicate-ratio", "0.6")
+def test_bad_options_are_refused_before_anything_is_sent(runner, topics):
+    result = seed(runner, "--invalid-ratio", "0.7", "--duplicate-ratio", "0.6")
     assert result.exit_code == 2 and "add up to more than 1" in result.output
-    result = seed(ingest_app, "--count", "0")
+    result = seed(runner, "--count", "0")
     assert result.exit_code == 2
+    assert sum(end_offsets(topics.bootstrap, topics.orders).values()) == 0

@@ -1,4 +1,5 @@
-"""save_orders / get_order against the real PostgreSQL."""
+"""save_orders / get_order against the real PostgreSQL, called directly: each test asks for the
+`app_context` fixture."""
 
 import copy
 import json
@@ -24,17 +25,17 @@ def count_rows() -> tuple[int, int]:
     return orders, items
 
 
-def test_the_contract_example_round_trips_unchanged(empty_db, example_order):
+def test_the_contract_example_round_trips_unchanged(empty_db, app_context, example_order):
     assert save_orders([example_order]) == [SaveOutcome.STORED]
     # The example's date is already UTC with no fraction, so it is served back byte for byte.
     assert get_order(example_order["order_uid"]) == example_order
 
 
-def test_an_unknown_order_is_none(empty_db):
+def test_an_unknown_order_is_none(empty_db, app_context):
     assert get_order("does-not-exist") is None
 
 
-def test_a_thousand_edge_case_orders_round_trip(empty_db):
+def test_a_thousand_edge_case_orders_round_trip(empty_db, app_context):
     rng = random.Random(20261125)
     orders = [edge_case_order(rng, index) for index in range(1000)]
     assert all(validate_order(order) == {} for order in orders)
@@ -46,27 +47,27 @@ def test_a_thousand_edge_case_orders_round_trip(empty_db):
         assert get_order(order["order_uid"]) == served_form(order), order["order_uid"]
 
 
-def test_dates_are_served_in_utc(empty_db, example_order):
+def test_dates_are_served_in_utc(empty_db, app_context, example_order):
     example_order["date_created"] = "2021-11-26T09:22:19.5+03:00"
     save_orders([example_order])
     assert get_order(example_order["order_uid"])["date_created"] == "2021-11-26T06:22:19.500000Z"
 
 
-def test_a_redelivery_is_a_duplicate_and_writes_nothing(empty_db, example_order):
+def test_a_redelivery_is_a_duplicate_and_writes_nothing(empty_db, app_context, example_order):
     save_orders([example_order])
     before = count_rows()
     assert save_orders([copy.deepcopy(example_order)]) == [SaveOutcome.DUPLICATE]
     assert count_rows() == before
 
 
-def test_the_same_instant_in_another_offset_is_a_duplicate(empty_db, example_order):
+def test_the_same_instant_in_another_offset_is_a_duplicate(empty_db, app_context, example_order):
     save_orders([example_order])
     again = copy.deepcopy(example_order)
     again["date_created"] = "2021-11-26T09:22:19+03:00"
     assert save_orders([again]) == [SaveOutcome.DUPLICATE]
 
 
-def test_different_content_is_a_conflict_and_the_stored_order_stays(empty_db, example_order):
+def test_different_content_is_a_conflict_and_the_stored_order_stays(empty_db, app_context, example_order):
     save_orders([example_order])
     changed = copy.deepcopy(example_order)
     changed["payment"]["amount"] += 1
@@ -74,7 +75,7 @@ def test_different_content_is_a_conflict_and_the_stored_order_stays(empty_db, ex
     assert get_order(example_order["order_uid"]) == example_order
 
 
-def test_outcomes_follow_the_batch_order_with_repeats_inside_it(empty_db):
+def test_outcomes_follow_the_batch_order_with_repeats_inside_it(empty_db, app_context):
     first, second, third = OrderFactory(seed=3).orders(3)
     save_orders([first])
     changed_second = copy.deepcopy(second)
@@ -91,7 +92,7 @@ def test_outcomes_follow_the_batch_order_with_repeats_inside_it(empty_db):
     assert count_rows() == (3, sum(len(o["items"]) for o in (first, second, third)))
 
 
-def test_two_threads_saving_the_same_new_orders_store_each_once(app, empty_db):
+def test_two_threads_saving_the_same_new_orders_store_each_once(app, empty_db, app_context):
     orders = list(OrderFactory(seed=11).orders(200))
     barrier = threading.Barrier(2)
     results: dict[str, list[SaveOutcome]] = {}
@@ -124,7 +125,7 @@ def test_two_threads_saving_the_same_new_orders_store_each_once(app, empty_db):
         assert get_order(order["order_uid"]) == served_form(order)
 
 
-def test_a_failed_batch_writes_nothing(empty_db, example_order):
+def test_a_failed_batch_writes_nothing(empty_db, app_context, example_order):
     good = next(OrderFactory(seed=5).orders(1))
     bad = copy.deepcopy(example_order)
     bad["items"][0]["sale"] = 101  # invalid: only the database's CHECK catches it here
@@ -133,7 +134,8 @@ def test_a_failed_batch_writes_nothing(empty_db, example_order):
     assert count_rows() == (0, 0)
 
 
-def test_key_order_does_not_change_the_served_bytes_or_the_duplicate_check(empty_db, example_order):
+def test_key_order_does_not_change_the_served_bytes_or_the_duplicate_check(
+        empty_db, app_context, example_order):
     """A producer may write the fields in any order: the consumer's cache copy and a copy read
     back from PostgreSQL must be the same bytes (same ETag), and a reordered redelivery is a
     duplicate."""

@@ -13,10 +13,12 @@ from psycopg2.extras import execute_values
 from sqlalchemy.engine import make_url
 
 from app import create_app
-from app.data.store import save_orders
 from app.extensions import db
 from config import TestConfig
-from tests.helpers import admin_dsn, all_committed, produce, read_all, stored_uids, wait_until
+from harness.kafka import all_committed, produce, read_all
+from harness.postgres import admin_dsn
+from harness.waiting import wait_until
+from tests.helpers import save, stored_uids
 
 # Whatever the code under test does, a holder's transaction ends by itself after this long, so
 # that a test of a missing timeout fails instead of hanging.
@@ -42,12 +44,12 @@ def session_holding(database_url: str, *statements: str, params: tuple = ()) -> 
 
 
 def test_reads_stuck_on_the_database_answer_503_within_the_statement_timeout(
-        database_url, empty_db, example_order):
-    save_orders([example_order])
+        app, database_url, empty_db, example_order):
+    save(app, [example_order])
     # No lock timeout here, so that it is the statement timeout that ends the wait.
-    app = create_app(TestConfig, {"SQLALCHEMY_DATABASE_URI": database_url,
-                                  "DB_STATEMENT_TIMEOUT_MS": 300, "DB_LOCK_TIMEOUT_MS": 0})
-    client = app.test_client()
+    impatient = create_app(TestConfig, {"SQLALCHEMY_DATABASE_URI": database_url,
+                                        "DB_STATEMENT_TIMEOUT_MS": 300, "DB_LOCK_TIMEOUT_MS": 0})
+    client = impatient.test_client()
     uid = example_order["order_uid"]
     # As a long migration would: every read of the table waits behind it.
     with session_holding(database_url, "LOCK TABLE orders IN ACCESS EXCLUSIVE MODE"):
@@ -83,8 +85,9 @@ def test_an_insert_behind_another_sessions_uncommitted_insert_is_an_outage_then_
     assert read_all(topics.bootstrap, topics.dlq) == []
 
 
-def test_database_connections_keep_tcp_keepalives(app_ctx):
-    connection = db.engine.raw_connection()
+def test_database_connections_keep_tcp_keepalives(app):
+    with app.app_context():
+        connection = db.engine.raw_connection()
     try:
         sock = socket.socket(fileno=os.dup(connection.driver_connection.fileno()))
         try:

@@ -9,15 +9,14 @@ from typing import Any
 
 import pytest
 
-from app.cache import order_cache_for
-from app.data.store import save_orders
-from app.security import CONTENT_SECURITY_POLICY
 from app.validation import validate_order
 from app.web.routes import money
-from tests.helpers import cursor_of
+from tests.helpers import cursor_of, save
 
 SECURITY_HEADERS = {
-    "Content-Security-Policy": CONTENT_SECURITY_POLICY,
+    # Nothing from anywhere but the page's own stylesheet and images; no scripts, no framing.
+    "Content-Security-Policy": "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; "
+                               "frame-ancestors 'none'; base-uri 'none'",
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "no-referrer",
     "X-Frame-Options": "DENY",
@@ -122,12 +121,6 @@ def order_like(example: dict[str, Any], uid: str, created: datetime, **changes: 
     return order
 
 
-@pytest.fixture
-def client(empty_db):
-    order_cache_for(empty_db).clear()  # the session's app, shared: no test sees another's answers
-    return empty_db.test_client()
-
-
 def get_page(client, path: str, status: int = 200) -> Node:
     response = client.get(path)
     assert response.status_code == status, response.get_data(as_text=True)[:500]
@@ -142,9 +135,9 @@ def test_money_groups_thousands_and_names_the_currency():
     assert money(2**63 - 1, "RUB") == "9,223,372,036,854,775,807 RUB"
 
 
-def test_the_index_lists_recent_orders_newest_first_with_links(client, example_order):
+def test_the_index_lists_recent_orders_newest_first_with_links(app, client, example_order):
     start = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
-    save_orders([order_like(example_order, f"order-{n}", start + timedelta(hours=n)) for n in (2, 0, 1)])
+    save(app, [order_like(example_order, f"order-{n}", start + timedelta(hours=n)) for n in (2, 0, 1)])
 
     page = get_page(client, "/")
 
@@ -158,9 +151,9 @@ def test_the_index_lists_recent_orders_newest_first_with_links(client, example_o
     assert not [a for a in page.find_all("a") if "before=" in (a.attrs.get("href") or "")]
 
 
-def test_the_index_pages_back_through_older_orders(client, example_order):
+def test_the_index_pages_back_through_older_orders(app, client, example_order):
     start = datetime(2024, 1, 1, tzinfo=UTC)
-    save_orders([order_like(example_order, f"order-{n:02}", start + timedelta(days=n)) for n in range(25)])
+    save(app, [order_like(example_order, f"order-{n:02}", start + timedelta(days=n)) for n in range(25)])
 
     first = get_page(client, "/")
     assert [row[0] for row in body_rows(first.find("table"))] == [f"order-{n:02}" for n in range(24, 4, -1)]
@@ -186,8 +179,8 @@ def test_a_broken_page_link_is_a_400_page(client):
     search_box(page)
 
 
-def test_an_order_page_shows_every_field_of_the_contract_example(client, example_order):
-    save_orders([example_order])
+def test_an_order_page_shows_every_field_of_the_contract_example(app, client, example_order):
+    save(app, [example_order])
 
     page = get_page(client, "/?id=b563feb7b2b84b6test")
 
@@ -237,16 +230,15 @@ def test_an_order_page_shows_every_field_of_the_contract_example(client, example
     assert ids == {"Article": ["2389212"], "chrt": ["9934930"], "rid": ["ab4219087a764ae0btest"],
                    "track": ["WBILMTESTTRACK"]}
     assert row[1:] == ["Vivienne Sabo", "0", "453 USD", "−30%", "317 USD", "202"]
-    assert body_rows(items)[0][0].startswith("Mascaras")
     assert items.find("tfoot").text() == "Items total 317 USD"
 
 
-def test_an_order_page_names_each_item_and_sums_them(client, example_order):
+def test_an_order_page_names_each_item_and_sums_them(app, client, example_order):
     order = copy.deepcopy(example_order)
     second = {**order["items"][0], "name": "Lipstick", "brand": "", "size": "M", "price": 1200, "sale": 0,
               "total_price": 1200, "status": 100, "chrt_id": 1, "rid": "rid-2"}
     order["items"].append(second)
-    save_orders([order])
+    save(app, [order])
 
     page = get_page(client, f"/?id={order['order_uid']}")
 
@@ -258,23 +250,23 @@ def test_an_order_page_names_each_item_and_sums_them(client, example_order):
     assert field_value(page, "Item statuses") == "202 × 1 100 × 1"
 
 
-def test_the_page_reads_through_the_order_cache(client, example_order):
-    save_orders([example_order])
+def test_the_page_reads_through_the_order_cache(app, client, example_order):
+    save(app, [example_order])
     assert client.get("/?id=b563feb7b2b84b6test").headers["X-Order-Source"] == "database"
     assert client.get("/?id=b563feb7b2b84b6test").headers["X-Order-Source"] == "cache"
     # ...the very cache the JSON API fills and reads
     assert client.get("/order/b563feb7b2b84b6test").headers["X-Order-Source"] == "cache"
 
 
-def test_a_payment_date_beyond_the_calendar_still_renders(client, example_order):
+def test_a_payment_date_beyond_the_calendar_still_renders(app, client, example_order):
     example_order["payment"]["payment_dt"] = 2**63 - 1
-    save_orders([example_order])
+    save(app, [example_order])
     page = get_page(client, "/?id=b563feb7b2b84b6test")
     assert field_value(page, "Paid at") == f"{2**63 - 1} (Unix seconds)"
 
 
-def test_an_id_with_surrounding_spaces_is_found(client, example_order):
-    save_orders([example_order])
+def test_an_id_with_surrounding_spaces_is_found(app, client, example_order):
+    save(app, [example_order])
     page = get_page(client, "/?id=++b563feb7b2b84b6test+")
     assert page.find("h1").text() == "b563feb7b2b84b6test"
 
@@ -306,7 +298,7 @@ def test_a_malformed_id_is_a_400_page_with_the_search_box(client, bad_id):
     assert "1 to 64 characters of A-Z a-z 0-9 _ -" in page.find("p", id=box.attrs["aria-describedby"]).text()
 
 
-def test_fields_holding_markup_and_quotes_come_back_as_text(client, example_order):
+def test_fields_holding_markup_and_quotes_come_back_as_text(app, client, example_order):
     order = copy.deepcopy(example_order)
     order["delivery"]["name"] = XSS
     order["delivery"]["address"] = f"{QUOTES} {XSS}"
@@ -315,7 +307,7 @@ def test_fields_holding_markup_and_quotes_come_back_as_text(client, example_orde
     order["items"][0]["brand"] = QUOTES
     order["customer_id"] = XSS
     assert validate_order(order) == {}
-    save_orders([order])
+    save(app, [order])
 
     for path in ("/", f"/?id={order['order_uid']}"):
         response = client.get(path)
@@ -348,15 +340,15 @@ def test_fields_holding_markup_and_quotes_come_back_as_text(client, example_orde
         ("/healthz", 200, "application/json"),
     ],
 )
-def test_every_response_carries_the_security_headers(client, example_order, path, status, mimetype):
-    save_orders([example_order])
+def test_every_response_carries_the_security_headers(app, client, example_order, path, status, mimetype):
+    save(app, [example_order])
     response = client.get(path)
     assert (response.status_code, response.mimetype) == (status, mimetype)
     assert {name: response.headers.get(name) for name in SECURITY_HEADERS} == SECURITY_HEADERS
 
 
-def test_pages_use_no_inline_style_or_script(client, example_order):
-    save_orders([example_order])
+def test_pages_use_no_inline_style_or_script(app, client, example_order):
+    save(app, [example_order])
     for path in ("/", "/?id=b563feb7b2b84b6test", "/?id=missing"):
         html = client.get(path).get_data(as_text=True)
         assert "<script" not in html and "<style" not in html and " style=" not in html
@@ -399,8 +391,8 @@ def test_a_page_link_that_overflows_is_a_400_page(client, raw):
     assert page.find("h1").text() == "This page link is broken"
 
 
-def test_a_page_link_with_an_offset_postgresql_refuses_pages_by_its_instant(client, example_order):
-    save_orders([example_order])  # created 2021-11-26T06:22:19Z: 2021-11-27T05:22:19+23:00, 11:52:34+05:30:15
+def test_a_page_link_with_an_offset_postgresql_refuses_pages_by_its_instant(app, client, example_order):
+    save(app, [example_order])  # created 2021-11-26T06:22:19Z: 2021-11-27T05:22:19+23:00, 11:52:34+05:30:15
     page = get_page(client, f"/?before={cursor_of('2021-11-27T05:22:20+23:00|999999')}")
     assert [row[0] for row in body_rows(page.find("table"))] == [example_order["order_uid"]]
     page = get_page(client, f"/?before={cursor_of('2021-11-26T11:52:33+05:30:15|999999')}")

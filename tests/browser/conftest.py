@@ -14,8 +14,9 @@ import pytest
 from app.extensions import db
 from app.seed import encode
 from app.validation import validate_order
-from tests.helpers import all_committed, create_topics, delete_topics, produce, read_all, wait_until
-from tests.service import Service, service_env
+from harness.kafka import all_committed, create_topics, delete_topics, produce, read_all
+from harness.service import Service, service_env
+from harness.waiting import wait_until
 
 CHROMIUM = Path("/usr/bin/chromium")
 # Without the background-networking flags Chromium keeps calling home over a closed network.

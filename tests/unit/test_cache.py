@@ -9,7 +9,8 @@ from pathlib import Path
 from cachelib import SimpleCache
 
 from app.cache import KNOWN_MISSING, CachedOrder, OrderCache, _BulkEvictingCache
-from tests.helpers import contract_example, wait_until
+from harness.waiting import wait_until
+from tests.helpers import contract_example
 
 
 def make_cache(threshold: int = 100, miss_ttl: int = 1, max_bytes: int = 2**30) -> OrderCache:

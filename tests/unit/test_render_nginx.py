@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from tests.service import ROOT
+from harness import ROOT
 
 RENDER = ROOT / "scripts" / "render_nginx.py"
 

@@ -1,4 +1,5 @@
-"""Runs the real service (`gunicorn wsgi:app` with gunicorn.conf.py) as a subprocess for tests."""
+"""Runs the real service (`gunicorn wsgi:app` with gunicorn.conf.py) as a subprocess, configured
+only through the environment."""
 
 import os
 import signal
@@ -9,9 +10,10 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from tests.helpers import wait_until
+from harness import ROOT
+from harness.kafka import Topics
+from harness.waiting import wait_until
 
-ROOT = Path(__file__).resolve().parent.parent
 GUNICORN = Path(sys.executable).with_name("gunicorn")
 
 
@@ -22,7 +24,7 @@ def free_port() -> int:
 
 
 class Service:
-    """One gunicorn master with its workers, configured only through the environment."""
+    """One gunicorn master with its workers, on a free port of 127.0.0.1."""
 
     def __init__(self, env: dict[str, str], log_path: Path, args: tuple[str, ...] = ("wsgi:app",)) -> None:
         self.args = args
@@ -49,6 +51,7 @@ class Service:
         return self.process is not None and self.process.poll() is not None
 
     def get(self, path: str, headers: dict[str, str] | None = None) -> tuple[int, dict, bytes]:
+        """(status, headers, body); status 0 when nothing answered."""
         request = urllib.request.Request(self.url + path, headers=headers or {})
         try:
             with urllib.request.urlopen(request, timeout=5) as response:
@@ -95,7 +98,9 @@ class Service:
             self.process.wait(timeout=10)
 
 
-def service_env(database_url: str, topics, **extra: str) -> dict[str, str]:
+def service_env(database_url: str, topics: Topics, **extra: str) -> dict[str, str]:
+    """The environment of a service on `database_url` and `topics`: 2 workers, small batches,
+    no cache warm-up; `extra` overrides any of it."""
     return {
         "DATABASE_URL": database_url,
         "KAFKA_BOOTSTRAP_SERVERS": topics.bootstrap,
@@ -108,4 +113,3 @@ def service_env(database_url: str, topics, **extra: str) -> dict[str, str]:
         "CACHE_WARMUP": "0",
         **extra,
     }
-

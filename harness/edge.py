@@ -1,5 +1,5 @@
 """Runs the edge (nginx with the config rendered from infra/nginx/nginx.conf.template by
-scripts/render_nginx.py, as `make infra` does) in front of a gunicorn, for tests and the bench."""
+scripts/render_nginx.py, as `make infra` does) in front of a gunicorn."""
 
 import http.client
 import os
@@ -11,8 +11,9 @@ import sys
 import tempfile
 from pathlib import Path
 
-from tests.helpers import wait_until
-from tests.service import ROOT, free_port
+from harness import ROOT
+from harness.service import free_port
+from harness.waiting import wait_until
 
 RENDER = ROOT / "scripts" / "render_nginx.py"
 
