@@ -4,6 +4,7 @@ defaults are config.py's."""
 
 import os
 import shutil
+import signal
 import tempfile
 
 from dotenv import load_dotenv
@@ -60,6 +61,13 @@ def child_exit(server, worker):
 
 
 def post_fork(server, worker):
+    # gunicorn installs the worker's signal handlers only after this hook and more start-up work;
+    # a stop signal that came in the meantime was lost, and the master waited graceful_timeout
+    # before killing the worker. The worker's own handlers, installed first.
+    signal.signal(signal.SIGTERM, worker.handle_exit)
+    signal.signal(signal.SIGINT, worker.handle_quit)
+    signal.signal(signal.SIGQUIT, worker.handle_quit)
+
     from app.ingest import ConsumerRuntime
 
     # After the fork, so that no Kafka client thread or socket crosses it; it waits for

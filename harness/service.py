@@ -37,11 +37,16 @@ class Service:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self, timeout_s: float = 30) -> "Service":
+    def launch(self) -> "Service":
+        """Start gunicorn without waiting for it to answer."""
         log = self.log_path.open("ab")
         self.process = subprocess.Popen(
             [str(GUNICORN), *self.args], cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT
         )
+        return self
+
+    def start(self, timeout_s: float = 30) -> "Service":
+        self.launch()
         wait_until(lambda: self.get("/healthz")[0] == 200 or self._died(), timeout_s,
                    f"gunicorn answered /healthz (log: {self.log_path})")
         assert self.process.poll() is None, f"gunicorn exited; see {self.log_path}"

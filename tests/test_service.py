@@ -118,6 +118,21 @@ def test_sigint_is_a_quick_clean_stop(ingest_app, topics, database_url, services
     assert service.wait_exit(timeout_s=15) == 0
 
 
+def test_a_sigterm_while_the_workers_boot_is_a_clean_stop(topics, database_url, tmp_path):
+    """A stop that comes while the workers are still starting (a deploy right after a restart) is
+    not lost: before the fix, gunicorn's worker had no handler yet, and the master waited its whole
+    graceful timeout before killing the worker."""
+    service = Service(service_env(database_url, topics, GUNICORN_GRACEFUL_TIMEOUT="60"),
+                      tmp_path / "boot.log").launch()
+    try:
+        wait_until(lambda: len(service.worker_pids()) == 2, 30, "the master forked both workers")
+        service.signal(signal.SIGTERM)
+        assert service.wait_exit(timeout_s=50) == 0
+        assert "SIGKILL" not in service.log(), "the master had to kill a worker that missed the stop"
+    finally:
+        service.kill()
+
+
 def test_two_instances_split_the_partitions_and_store_everything_once(
     ingest_app, topics, database_url, services
 ):
