@@ -43,8 +43,7 @@ def tracing_enabled() -> bool:
 def init_tracing(app: Flask) -> None:
     """Instrument `app` when tracing is on; call it after the fast path wraps app.wsgi_app and
     before the request-id layer does, so that the server span sees the request's id."""
-    app.extensions["tracing"] = tracing_enabled()
-    if not app.extensions["tracing"]:
+    if not tracing_enabled():
         return
     from opentelemetry.instrumentation.wsgi import OpenTelemetryMiddleware
 
