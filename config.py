@@ -53,6 +53,7 @@ DEFAULTS: dict[str, str | int | bool] = {
     "DB_STATEMENT_TIMEOUT_MS": 5000,
     "DB_LOCK_TIMEOUT_MS": 2000,
     "LOG_LEVEL": "INFO",
+    "LOG_FORMAT": "plain",
     "ORDER_SERVICE_HOME": "~/.cache/order-service",  # `make infra` only; honours $XDG_CACHE_HOME
 }
 
@@ -88,6 +89,13 @@ def env_bool(name: str) -> bool:
     if raw.lower() in {"0", "false", "no", "off"}:
         return False
     raise ValueError(f"{name}={raw!r} is not a boolean; use true or false")
+
+
+def env_choice(name: str, choices: tuple[str, ...]) -> str:
+    value = env_str(name).lower()
+    if value not in choices:
+        raise ValueError(f"{name}={value!r} is not one of {', '.join(choices)}")
+    return value
 
 
 # TCP keepalives on every PostgreSQL connection: a peer that vanished without a word (a host gone,
@@ -176,6 +184,8 @@ class Config:
     # One line per request in the app's log (method, path, status, request id).
     ACCESS_LOG = env_bool("ACCESS_LOG")
     LOG_LEVEL = env_str("LOG_LEVEL").upper()
+    # "plain" lines, or "json": one object a line with trace_id / span_id / request_id when known.
+    LOG_FORMAT = env_choice("LOG_FORMAT", ("plain", "json"))
 
 
 class TestConfig(Config):

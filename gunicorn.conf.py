@@ -77,7 +77,9 @@ def post_fork(server, worker):
 
 def post_worker_init(worker):
     from app.cache.warmup import start_cache_warmup
+    from app.tracing import start_tracing
 
+    start_tracing()  # in the worker: the exporter's thread must not cross the fork
     worker.order_consumer.attach(worker.wsgi)
     start_cache_warmup(worker.wsgi)
 
@@ -86,3 +88,6 @@ def worker_exit(server, worker):
     consumer = getattr(worker, "order_consumer", None)
     if consumer is not None:
         consumer.shutdown(CONSUMER_STOP_TIMEOUT)
+    from app.tracing import flush_tracing
+
+    flush_tracing()

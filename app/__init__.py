@@ -41,8 +41,11 @@ def create_app(config_class: type = Config, overrides: dict[str, Any] | None = N
     init_openapi(app)
 
     from app.api.fast_path import CachedOrderFastPath
+    from app.tracing import init_tracing
 
     app.wsgi_app = CachedOrderFastPath(app.wsgi_app, order_cache)
+    # Outside the fast path (a cache hit gets its server span too), inside the request id's layer.
+    init_tracing(app)
     app.wsgi_app = _behind_the_edge(app, app.wsgi_app)
 
     from app.cli import register_commands
@@ -59,7 +62,8 @@ def _behind_the_edge(app: Flask, wsgi_app):
 
     from app.logs import RequestIdMiddleware
 
-    wsgi_app = RequestIdMiddleware(wsgi_app, app.config["REQUEST_ID_PATTERN"], app.config["ACCESS_LOG"])
+    wsgi_app = RequestIdMiddleware(wsgi_app, app.config["REQUEST_ID_PATTERN"], app.config["ACCESS_LOG"],
+                                   app.config["LOG_FORMAT"] == "json")
     proxies = app.config["TRUSTED_PROXIES"]
     if proxies > 0:
         wsgi_app = ProxyFix(wsgi_app, x_for=proxies, x_proto=proxies)

@@ -2,6 +2,7 @@
 away); the throttle lets each distinct message through once a minute, so an outage reads as a few
 lines, not thousands."""
 
+import json
 import logging
 import os
 import re
@@ -32,12 +33,48 @@ class KafkaLogThrottle(logging.Filter):
         return True
 
 
+def trace_fields() -> dict[str, str]:
+    """trace_id / span_id of the current span and request_id of the current request, when any."""
+    from flask import has_request_context, request
+    from opentelemetry import trace
+
+    fields = {}
+    context = trace.get_current_span().get_span_context()
+    if context.is_valid:
+        fields["trace_id"] = format(context.trace_id, "032x")
+        fields["span_id"] = format(context.span_id, "016x")
+    if has_request_context() and (request_id := request.environ.get("HTTP_X_REQUEST_ID")):
+        fields["request_id"] = request_id
+    return fields
+
+
+class JsonFormatter(logging.Formatter):
+    """LOG_FORMAT=json: one JSON object a line; the message and any traceback escaped inside it."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry = {
+            "time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S") + f".{int(record.msecs):03d}"
+                    + time.strftime("%z", time.localtime(record.created)),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+            "process": record.process,
+            "thread": record.threadName,
+            **trace_fields(),
+        }
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return json.dumps(entry, ensure_ascii=False, default=str)
+
+
 def configure_logging(app: Flask) -> None:
     root = logging.getLogger()
     if not root.handlers:
         logging.basicConfig(level=app.config["LOG_LEVEL"], format=LOG_FORMAT)
         for handler in root.handlers:
             handler.addFilter(KafkaLogThrottle())
+            if app.config["LOG_FORMAT"] == "json":
+                handler.setFormatter(JsonFormatter())
     # kafka-python logs every connection at INFO; its warnings and errors are what matter.
     logging.getLogger("kafka").setLevel(logging.WARNING)
     # The fetcher logs an ERROR for the fetch that close() cancels on every clean shutdown; real
@@ -48,7 +85,8 @@ def configure_logging(app: Flask) -> None:
 access_log = logging.getLogger("order_service.access")
 
 
-def write_access_line(remote: str, method: str, path: str, status: str, request_id: str) -> None:
+def write_access_line(remote: str, method: str, path: str, status: str, request_id: str,
+                      json_lines: bool = False) -> None:
     """One line in LOG_FORMAT's layout, written to stderr (where the log handler writes) with one
     write(): through the logging module a line cost ~15 µs, four times a cache hit's whole answer
     (make bench's cached reads fell from 0.82 to 0.54 of the bare-WSGI ceiling). Client-chosen text
@@ -56,6 +94,17 @@ def write_access_line(remote: str, method: str, path: str, status: str, request_
     if not (path.isprintable() and method.isprintable()):
         path, method = (text.encode("unicode_escape").decode("ascii") for text in (path, method))
     now = time.time()
+    if json_lines:
+        line = json.dumps({
+            "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(now)) + f".{int(now % 1 * 1000):03d}"
+                    + time.strftime("%z", time.localtime(now)),
+            "level": "INFO", "logger": access_log.name,
+            "message": f'{remote} "{method} {path}" {status}',
+            "process": os.getpid(), "thread": threading.current_thread().name,
+            **trace_fields(), "request_id": request_id,
+        }, ensure_ascii=False) + "\n"
+        os.write(2, line.encode("utf-8", "replace"))
+        return
     line = (f"{time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(now))},{int(now % 1 * 1000):03d} INFO "
             f"[{os.getpid()} {threading.current_thread().name}] {access_log.name}: "
             f'{remote} "{method} {path}" {status} request_id={request_id}\n')
@@ -67,8 +116,10 @@ class RequestIdMiddleware:
     X-Request-ID when it is a valid one, else a new one), which goes back in the response and into
     one access-log line, so that the edge's log line and the app's can be matched."""
 
-    def __init__(self, wsgi_app: Callable, pattern: str, log_requests: bool) -> None:
+    def __init__(self, wsgi_app: Callable, pattern: str, log_requests: bool,
+                 json_lines: bool = False) -> None:
         self.wsgi_app = wsgi_app
+        self.json_lines = json_lines
         self.valid = re.compile(pattern).fullmatch
         self.log_requests = log_requests and access_log.isEnabledFor(logging.INFO)
 
@@ -80,7 +131,8 @@ class RequestIdMiddleware:
         def start_with_id(status: str, headers: list, exc_info=None):
             if self.log_requests:
                 write_access_line(environ.get("REMOTE_ADDR", "-"), environ.get("REQUEST_METHOD", "-"),
-                                  environ.get("PATH_INFO", ""), status.split(" ", 1)[0], request_id)
+                                  environ.get("PATH_INFO", ""), status.split(" ", 1)[0], request_id,
+                                  self.json_lines)
             headers.append(("X-Request-ID", request_id))
             return start_response(status, headers, exc_info)
 

@@ -8,6 +8,7 @@ from flask import current_app
 from flask.cli import with_appcontext
 
 from app.ingest import ConsumerRuntime
+from app.tracing import flush_tracing, start_tracing
 
 
 @click.command("consume")
@@ -25,7 +26,9 @@ def consume():
     signal.signal(signal.SIGTERM, stop)
     click.echo(f"consuming {app.config['KAFKA_TOPIC']} as group {app.config['KAFKA_GROUP_ID']}; "
                "Ctrl-C to stop")
+    start_tracing()
     runtime.start().attach(app)
     # Signals reach the main thread only between joins: join in short steps.
     while runtime.thread.is_alive():
         runtime.thread.join(timeout=0.5)
+    flush_tracing()

@@ -9,10 +9,16 @@ from flask import current_app
 from flask.cli import with_appcontext
 from kafka import KafkaProducer
 from kafka.errors import KafkaError, KafkaTimeoutError
+from opentelemetry import trace
+from opentelemetry.propagate import inject
+from opentelemetry.trace import SpanKind
 from tqdm import tqdm
 
 from app.ingest.dead_letters import KAFKA_API_VERSION
 from app.seed import OrderFactory, encode, invalid_record
+from app.tracing import flush_tracing, start_tracing
+
+_tracer = trace.get_tracer("app.cli.seed")
 
 
 def _producer(bootstrap: str, topic: str) -> KafkaProducer:
@@ -65,6 +71,9 @@ def seed_orders(count, rate, seed, invalid_ratio, duplicate_ratio, min_items, ma
             "`make infra`, or point KAFKA_BOOTSTRAP_SERVERS at a running broker."
         ) from None
 
+    # With tracing on, each record gets a producer span and carries its `traceparent`; off, no
+    # header (a made-up one would link the consumer's spans to traces that exist nowhere).
+    traced = start_tracing()
     factory = OrderFactory(seed)
     rng = random.Random(seed)
     counts = {"valid": 0, "invalid": 0, "duplicate": 0}
@@ -85,11 +94,12 @@ def seed_orders(count, rate, seed, invalid_ratio, duplicate_ratio, min_items, ma
             if kind == "valid":
                 sent_valid.append((key, value))
                 ids.append(key.decode())
-            future = producer.send(topic, key=key, value=value)
+            future = _send(producer, topic, key, value, traced)
             future.add_errback(failures.append)
             progress.update(1)
         producer.flush()
     producer.close()
+    flush_tracing()
     elapsed = time.monotonic() - started
     if ids_file:
         ids_file.write_text("".join(f"{uid}\n" for uid in ids))
@@ -103,6 +113,18 @@ def seed_orders(count, rate, seed, invalid_ratio, duplicate_ratio, min_items, ma
             f"{len(failures)} records were not acknowledged by Kafka (first: {failures[0]!r}); "
             "check the broker's log and run again."
         )
+
+
+def _send(producer: KafkaProducer, topic: str, key: bytes, value: bytes, traced: bool):
+    if not traced:
+        return producer.send(topic, key=key, value=value)
+    with _tracer.start_as_current_span(f"{topic} send", kind=SpanKind.PRODUCER,
+                                       attributes={"messaging.system": "kafka",
+                                                   "messaging.destination.name": topic}):
+        carrier: dict[str, str] = {}
+        inject(carrier)
+        headers = [(name, text.encode()) for name, text in carrier.items()]
+        return producer.send(topic, key=key, value=value, headers=headers)
 
 
 def _next_record(factory, rng, invalid_ratio, duplicate_ratio, sent_valid, min_items, max_items):

@@ -16,6 +16,7 @@ from kafka import KafkaConsumer, TopicPartition
 from kafka.consumer.subscription_state import ConsumerRebalanceListener
 from kafka.errors import CommitFailedError, KafkaError
 from kafka.structs import OffsetAndMetadata
+from opentelemetry import trace
 from sqlalchemy.exc import DataError, IntegrityError, SQLAlchemyError
 
 from app.data.errors import first_line
@@ -23,6 +24,7 @@ from app.data.store import SaveOutcome, save_orders
 from app.ingest.dead_letters import KAFKA_API_VERSION, DeadLetterPublisher
 from app.ingest.kafka_records import tolerate_non_utf8_header_keys
 from app.ingest.records import ErrorType, Rejection, check_headers, decode_order
+from app.ingest.spans import record_links, start_batch_span, tracer
 from app.metrics import (
     BATCH_DURATION,
     BATCH_SIZE,
@@ -235,6 +237,7 @@ class OrderConsumer:
         consumer = self._consumer
         assert consumer is not None
         while not self.stop_event.is_set():
+            poll_started = time.time_ns()
             batch = consumer.poll(
                 timeout_ms=self.config["CONSUMER_BATCH_WAIT_MS"],
                 max_records=self.config["CONSUMER_BATCH_SIZE"],
@@ -242,39 +245,64 @@ class OrderConsumer:
             if not batch:
                 continue
             try:
-                self.process(batch)
+                self.process(batch, poll=(poll_started, time.time_ns()))
                 self._end_outage()
             except Outage as exc:
                 self._start_outage(str(exc))
                 self._wait_out(batch)
 
-    def process(self, batch: Batch) -> BatchResult:
-        """Handle one polled batch end to end; raise Outage (having committed nothing) to retry."""
+    def process(self, batch: Batch, poll: tuple[int, int] | None = None) -> BatchResult:
+        """Handle one polled batch end to end; raise Outage (having committed nothing) to retry.
+        `poll` is when its poll started and ended (time.time_ns()), for the batch's span."""
         started = time.perf_counter()
         records = [record for partition_records in batch.values() for record in partition_records]
+        batch_span = start_batch_span(self.config["KAFKA_TOPIC"], poll[0] if poll else None)
+        with trace.use_span(batch_span, end_on_exit=True):
+            if batch_span.is_recording():
+                self._describe_batch(batch_span, records, poll)
+            result = self._handle(batch, records, started)
+            if batch_span.is_recording():
+                batch_span.set_attributes({"order_service.stored": len(result.stored),
+                                           "order_service.duplicates": len(result.duplicates),
+                                           "order_service.dead_lettered": len(result.dead_letters)})
+        log.debug("batch: %d records, %d stored, %d duplicates, %d dead-lettered",
+                  len(records), len(result.stored), len(result.duplicates), len(result.dead_letters))
+        return result
+
+    @staticmethod
+    def _describe_batch(span: Any, records: list[Record], poll: tuple[int, int] | None) -> None:
+        span.set_attribute("messaging.batch.message_count", len(records))
+        for link in record_links(records):
+            span.add_link(link.context, link.attributes)
+        if poll:
+            tracer.start_span("poll", start_time=poll[0]).end(end_time=poll[1])
+
+    def _handle(self, batch: Batch, records: list[Record], started: float) -> BatchResult:
         valid: list[tuple[Record, dict]] = []
         rejected: list[tuple[Record, Rejection]] = []
-        for record in records:
-            decoded = _decode(record)
-            if isinstance(decoded, Rejection):
-                rejected.append((record, decoded))
-            else:
-                valid.append((record, decoded))
-        with self.app.app_context():
+        with tracer.start_as_current_span("decode and validate"):
+            for record in records:
+                decoded = _decode(record)
+                if isinstance(decoded, Rejection):
+                    rejected.append((record, decoded))
+                else:
+                    valid.append((record, decoded))
+        with tracer.start_as_current_span("store"), self.app.app_context():
             result = store_valid_orders(valid)
         result.dead_letters = rejected + result.dead_letters
         if result.dead_letters:
-            try:
-                self._publisher.publish(result.dead_letters)
-            except KafkaError as exc:
-                raise Outage(f"dead-letter topic {self.config['KAFKA_DLQ_TOPIC']}: {exc!r}") from exc
-        self._commit(batch)
+            with tracer.start_as_current_span("dead-letter"):
+                try:
+                    self._publisher.publish(result.dead_letters)
+                except KafkaError as exc:
+                    raise Outage(f"dead-letter topic {self.config['KAFKA_DLQ_TOPIC']}: {exc!r}") from exc
+        with tracer.start_as_current_span("commit"):
+            self._commit(batch)
         self._observe(batch, result, time.perf_counter() - started)
         if self.on_stored:
             # Duplicates too: a retried batch finds its own orders stored by the failed attempt.
-            self.on_stored(result.stored + result.duplicates)
-        log.debug("batch: %d records, %d stored, %d duplicates, %d dead-lettered",
-                  len(records), len(result.stored), len(result.duplicates), len(result.dead_letters))
+            with tracer.start_as_current_span("cache"):
+                self.on_stored(result.stored + result.duplicates)
         return result
 
     def _observe(self, batch: Batch, result: BatchResult, seconds: float) -> None:

@@ -9,6 +9,7 @@ from kafka import KafkaProducer
 from kafka.errors import MessageSizeTooLargeError
 
 from app.ingest.records import Rejection
+from app.ingest.spans import TRACEPARENT, traceparent_of
 
 log = logging.getLogger(__name__)
 
@@ -48,13 +49,18 @@ def encode_detail(detail: dict[str, Any]) -> bytes:
 
 
 def dead_letter_headers(record: Any, rejection: Rejection) -> list[tuple[str, bytes]]:
-    return [
+    headers = [
         (HEADER_ERROR_TYPE, rejection.error_type.encode()),
         (HEADER_ERROR_DETAIL, encode_detail(rejection.detail)),
         (HEADER_SOURCE_TOPIC, record.topic.encode()),
         (HEADER_SOURCE_PARTITION, str(record.partition).encode()),
         (HEADER_SOURCE_OFFSET, str(record.offset).encode()),
     ]
+    # The record's trace goes with it, so that a replay or a look into the dead letter finds it.
+    traceparent = traceparent_of(record)
+    if traceparent is not None:
+        headers.append((TRACEPARENT, traceparent))
+    return headers
 
 
 def dead_letter_key(record: Any) -> bytes | None:
