@@ -24,8 +24,10 @@ def free_port() -> int:
 class Service:
     """One gunicorn master with its workers, configured only through the environment."""
 
-    def __init__(self, env: dict[str, str], log_path: Path, args: tuple[str, ...] = ("wsgi:app",)) -> None:
+    def __init__(self, env: dict[str, str], log_path: Path, args: tuple[str, ...] = ("wsgi:app",),
+                 root: Path = ROOT) -> None:
         self.args = args
+        self.root = root
         self.port = free_port()
         self.log_path = log_path
         self.env = {**os.environ, "APP_BIND": f"127.0.0.1:{self.port}", **env}
@@ -38,7 +40,7 @@ class Service:
     def start(self, timeout_s: float = 30) -> "Service":
         log = self.log_path.open("ab")
         self.process = subprocess.Popen(
-            [str(GUNICORN), *self.args], cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT
+            [str(GUNICORN), *self.args], cwd=self.root, env=self.env, stdout=log, stderr=subprocess.STDOUT
         )
         wait_until(lambda: self.get("/healthz")[0] == 200 or self._died(), timeout_s,
                    f"gunicorn answered /healthz (log: {self.log_path})")
