@@ -14,9 +14,8 @@ from sqlalchemy import Select, func, select, tuple_
 from sqlalchemy.exc import DBAPIError
 
 from app.data.models import NESTED_GROUPS, TOP_LEVEL_FIELDS, items_table, orders_table
-from app.documents import encode_document, in_contract_order
+from app.documents import ServedOrder, in_contract_order
 from app.extensions import db
-from app.validation import parse_rfc3339
 from app.validation.schema import ITEM_SCHEMA
 
 ITEM_FIELDS = list(ITEM_SCHEMA)
@@ -45,19 +44,22 @@ _INSERT_ORDERS = (
 )
 
 
-def _prepare(order: dict[str, Any]) -> _Prepared:
+def _prepare(served: ServedOrder | dict[str, Any]) -> _Prepared:
     """The order's row for `orders`, as a tuple in _ORDER_COLUMNS' order. Its content_hash is the
     SHA-256 of the served bytes: equal for a redelivery (even in another key order or date offset),
     different for any other content."""
-    moment = parse_rfc3339(order["date_created"])
-    digest = hashlib.sha256(encode_document(in_contract_order(order, moment))).digest()
+    if not isinstance(served, ServedOrder):
+        served = ServedOrder.of(served)
+    order, moment = served.order, served.date_created
+    digest = hashlib.sha256(served.body).digest()
     top = [moment if name == "date_created" else order[name] for name in TOP_LEVEL_FIELDS]
     nested = [order[group][name] for group, schema in NESTED_GROUPS.items() for name in schema]
     return _Prepared(order["order_uid"], (*top, *nested, digest), order["items"], digest)
 
 
-def save_orders(orders: Sequence[dict[str, Any]]) -> list[SaveOutcome]:
+def save_orders(orders: Sequence[ServedOrder | dict[str, Any]]) -> list[SaveOutcome]:
     """Store a batch of validated orders in one transaction; one outcome per input, in order.
+    The consumer passes ServedOrders (their bytes built once, for the hash here and for its cache).
 
     Orders are immutable: an order_uid already stored (or earlier in the same batch) is a
     DUPLICATE when its content is the same and a CONFLICT otherwise; neither writes anything.

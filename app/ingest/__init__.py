@@ -13,16 +13,15 @@ from typing import Any
 from flask import Flask
 
 from app.cache import order_cache_for
-from app.documents import served_form
+from app.documents import ServedOrder
 from app.ingest.consumer import OrderConsumer
 
 log = logging.getLogger(__name__)
 
 
-def cache_write_through(app: Flask) -> Callable[[list[dict]], None]:
+def cache_write_through(app: Flask) -> Callable[[list[ServedOrder]], None]:
     """The consumer's on_stored: stored orders written through to `app`'s cache."""
-    cache = order_cache_for(app)
-    return lambda orders: cache.put_documents(served_form(order) for order in orders)
+    return order_cache_for(app).put_served
 
 
 class ConsumerRuntime:
