@@ -2,14 +2,15 @@
 through here. No HTTP here: what a page or a summary looks like is the API's business."""
 
 import hashlib
-from collections.abc import Sequence
+import io
+import re
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
 import psycopg2
-from psycopg2.extras import execute_values
 from sqlalchemy import Select, func, select, tuple_
 from sqlalchemy.exc import DBAPIError
 
@@ -38,8 +39,19 @@ class _Prepared:
 # Every column but the generated ones, in the table's order, which models.py derives from the schema:
 # top-level fields, then delivery_* and payment_*, then content_hash.
 _ORDER_COLUMNS = [column.name for column in orders_table.columns if column.name not in ("id", "ingested_at")]
+# A batch's new orders are copied into a temporary table of the session, then inserted from it in
+# one statement: COPY's text costs far less to write here and to parse in PostgreSQL than a
+# statement of quoted literals (bench/README.md). Its rows go at commit, or with a rollback.
+_INCOMING = "orders_incoming"
+_CREATE_INCOMING = (
+    f"CREATE TEMPORARY TABLE IF NOT EXISTS {_INCOMING} ON COMMIT DELETE ROWS AS "
+    f"SELECT {', '.join(_ORDER_COLUMNS)} FROM {orders_table.name} WITH NO DATA"
+)
+_COPY_INCOMING = f"COPY {_INCOMING} ({', '.join(_ORDER_COLUMNS)}) FROM STDIN"
+# Sorted by uid so that two overlapping batches lock rows in the same order (no deadlock).
 _INSERT_ORDERS = (
-    f"INSERT INTO {orders_table.name} ({', '.join(_ORDER_COLUMNS)}) VALUES %s "
+    f"INSERT INTO {orders_table.name} ({', '.join(_ORDER_COLUMNS)}) "
+    f"SELECT {', '.join(_ORDER_COLUMNS)} FROM {_INCOMING} ORDER BY order_uid "
     "ON CONFLICT (order_uid) DO NOTHING RETURNING id, order_uid"
 )
 
@@ -82,30 +94,19 @@ def save_orders(orders: Sequence[ServedOrder | dict[str, Any]]) -> list[SaveOutc
 
 
 def _insert_new(candidates: list[_Prepared]) -> dict[str, int]:
-    # Sorted by uid so that two overlapping batches lock rows in the same order (no deadlock).
     if not candidates:
         return {}
-    rows = _execute_values(_INSERT_ORDERS, [entry.row for entry in candidates], fetch=True)
+    rows = _run(lambda cursor: (
+        cursor.execute(_CREATE_INCOMING),
+        _copy(cursor, _COPY_INCOMING, [entry.row for entry in candidates]),
+        cursor.execute(_INSERT_ORDERS),
+        cursor.fetchall(),
+    )[-1])
     return {uid: order_id for order_id, uid in rows}
 
 
-def _execute_values(statement: str, rows: list[tuple], fetch: bool = False) -> list[tuple]:
-    """psycopg2's execute_values on the session's own connection (so in its transaction), with
-    psycopg2's errors raised as SQLAlchemy's (IntegrityError, OperationalError...) like any query.
-
-    The batch inserts bypass SQLAlchemy's per-row parameter handling, which cost more than
-    PostgreSQL's own work on the rows (the measurement is in bench/README.md).
-    """
-    cursor = db.session.connection().connection.cursor()
-    try:
-        # 1,000 rows a statement bounds its size (an order may carry 1,000 items of long text).
-        return execute_values(cursor, statement, rows, page_size=1000, fetch=fetch)
-    except psycopg2.Error as exc:
-        raise DBAPIError.instance(statement, None, exc, psycopg2.Error) from exc
-
-
 _ITEM_COLUMNS = [column.name for column in items_table.columns]  # order_id, position, the item fields
-_INSERT_ITEMS = f"INSERT INTO {items_table.name} ({', '.join(_ITEM_COLUMNS)}) VALUES %s"
+_COPY_ITEMS = f"COPY {items_table.name} ({', '.join(_ITEM_COLUMNS)}) FROM STDIN"
 
 
 def _insert_items(first_by_uid: dict[str, _Prepared], stored_ids: dict[str, int]) -> None:
@@ -115,7 +116,41 @@ def _insert_items(first_by_uid: dict[str, _Prepared], stored_ids: dict[str, int]
         for position, item in enumerate(first_by_uid[uid].items)
     ]
     if rows:
-        _execute_values(_INSERT_ITEMS, rows)
+        _run(lambda cursor: _copy(cursor, _COPY_ITEMS, rows))
+
+
+def _run(work: Callable[[Any], Any]) -> Any:
+    """`work` with a cursor of the session's own connection (so in its transaction), psycopg2's
+    errors raised as SQLAlchemy's (IntegrityError, OperationalError...) like any query's. The batch
+    writes bypass SQLAlchemy's per-row parameter handling, which cost more than PostgreSQL's own
+    work on the rows (bench/README.md)."""
+    cursor = db.session.connection().connection.cursor()
+    try:
+        return work(cursor)
+    except psycopg2.Error as exc:
+        statement = (cursor.query or b"").decode(errors="replace")
+        raise DBAPIError.instance(statement, None, exc, psycopg2.Error) from exc
+    finally:
+        cursor.close()
+
+
+# COPY's text format: a tab between values, a newline after each row, and a backslash before any
+# of these (and before a backslash) inside a value. bytea in its hex form, itself escaped.
+_COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
+_NEEDS_ESCAPE = re.compile(r"[\\\t\n\r]")
+_COPY_TEXT: dict[type, Callable[[Any], str]] = {
+    str: lambda value: value.translate(_COPY_ESCAPES) if _NEEDS_ESCAPE.search(value) else value,
+    int: int.__str__,
+    datetime: datetime.isoformat,
+    bytes: lambda value: "\\\\x" + value.hex(),
+}
+
+
+def _copy(cursor: Any, statement: str, rows: list[tuple]) -> None:
+    """COPY `rows` in. Values are validated orders: text without NUL, integers, aware datetimes,
+    bytes; never None (every column is NOT NULL)."""
+    text = "".join("\t".join([_COPY_TEXT[type(value)](value) for value in row]) + "\n" for row in rows)
+    cursor.copy_expert(statement, io.BytesIO(text.encode()), size=1 << 20)
 
 
 def _stored_hashes(uids: list[str]) -> dict[str, bytes]:
