@@ -1,6 +1,8 @@
 """CPU time of the processes that ingest takes, read from /proc: the service's workers, PostgreSQL
 (every process of the cluster) and the Kafka broker, and the whole machine's for comparison (other
-people's work on a shared machine shows up there, not in the three groups)."""
+people's work on a shared machine shows up there, not in the three groups). The cluster and the
+broker are shared too (other people's tests use them): PostgreSQL's backends serving the bench's
+own database are counted apart as well, as the figure no one else's work is in."""
 
 import os
 from collections.abc import Callable
@@ -41,6 +43,20 @@ def tree_us(pid: int) -> float:
     """A process with its live children and every child it has reaped (PostgreSQL's postmaster:
     backends that connected and left during the window are counted too)."""
     return process_us(pid, reaped_children=True) + sum(process_us(child) for child in children(pid))
+
+
+def backends_us(postmaster: int, database: str) -> float:
+    """The backends connected to `database`: PostgreSQL names each process after its user, database
+    and client ("postgres: orders orders_bench_x 127.0.0.1(5123) idle")."""
+    total = 0.0
+    for child in children(postmaster):
+        try:
+            title = Path(f"/proc/{child}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if len(title.split()) > 2 and title.split()[2] == database:
+            total += process_us(child)
+    return total
 
 
 def machine_us() -> tuple[float, float]:
@@ -87,8 +103,10 @@ class Snapshot:
 class CpuMeter:
     """Snapshots of the groups' CPU time; `between` gives what each used from one to another."""
 
-    def __init__(self, service_pids: Callable[[], list[int]], postgres_port: int, kafka_port: int) -> None:
+    def __init__(self, service_pids: Callable[[], list[int]], postgres_port: int, kafka_port: int,
+                 database: str) -> None:
         self.service_pids = service_pids
+        self.database = database
         self.postmaster = listening_pid(postgres_port)
         self.broker = listening_pid(kafka_port)
 
@@ -97,6 +115,7 @@ class CpuMeter:
             "service": sum(process_us(pid) for pid in self.service_pids()),
             "postgres": tree_us(self.postmaster) if self.postmaster else 0.0,
             "kafka": tree_us(self.broker) if self.broker else 0.0,
+            "postgres_bench_db": backends_us(self.postmaster, self.database) if self.postmaster else 0.0,
         }
         return Snapshot(groups, *machine_us())
 
@@ -106,6 +125,9 @@ class CpuMeter:
         the same window: its busy CPU per order, and how busy it was (1.0 = every core all the time)."""
         per_order = {name: round((last.groups[name] - first.groups[name]) / orders, 1) for name in GROUPS}
         per_order["total"] = round(sum(per_order[name] for name in GROUPS), 1)
+        # Processes, not a group of its own: part of "postgres", without other people's sessions.
+        per_order["postgres_bench_db"] = round(
+            (last.groups["postgres_bench_db"] - first.groups["postgres_bench_db"]) / orders, 1)
         busy = last.machine_busy_us - first.machine_busy_us
         window = last.machine_total_us - first.machine_total_us
         return {

@@ -203,7 +203,7 @@ def measure_ingest(database: str, topics, settings: Settings, work: Path, say: P
     service = Service(env, work / "ingest.log", root=root).start()
     workers = service.worker_pids()
     meter = CpuMeter(lambda: workers, make_url(database).port or 5432,
-                     int(topics.bootstrap.rsplit(":", 1)[1]))
+                     int(topics.bootstrap.rsplit(":", 1)[1]), make_url(database).database)
     detach = attach(service) if attach else None
     timeline: list[tuple[float, int]] = []
     snapshots: list[Snapshot] = []
@@ -234,7 +234,8 @@ def measure_ingest(database: str, topics, settings: Settings, work: Path, say: P
     cpu = CpuMeter.between(snapshots[first], snapshots[-1], max(count_last - count_first, 1))
     per_order = cpu["cpu_us_per_order"]
     say(f"ingest: {rate:,.0f} orders/s, peak RSS {peak_rss / 2**20:.0f} MiB; CPU per order: service "
-        f"{per_order['service']:.0f} µs, PostgreSQL {per_order['postgres']:.0f}, "
+        f"{per_order['service']:.0f} µs, PostgreSQL {per_order['postgres']:.0f} "
+        f"({per_order['postgres_bench_db']:.0f} in the bench database's backends), "
         f"Kafka {per_order['kafka']:.0f}, "
         f"total {per_order['total']:.0f}; machine busy {cpu['machine']['busy_share']:.0%}, "
         f"{cpu['machine']['others_us_per_order']:.0f} µs per order outside the three")
