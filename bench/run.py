@@ -231,7 +231,9 @@ def measure_ingest(database: str, topics, settings: Settings, work: Path, say: P
     first = next(i for i, (_, count) in enumerate(timeline) if count > 0)
     (t_first, count_first), (t_last, count_last) = timeline[first], timeline[-1]
     rate = (count_last - count_first) / (t_last - t_first) if t_last > t_first else float(count_last)
-    cpu = CpuMeter.between(snapshots[first], snapshots[-1], max(count_last - count_first, 1))
+    # A small run may be stored between two samples: its window then starts at the sample before.
+    start = first if first < len(timeline) - 1 else max(first - 1, 0)
+    cpu = CpuMeter.between(snapshots[start], snapshots[-1], max(count_last - timeline[start][1], 1))
     per_order = cpu["cpu_us_per_order"]
     say(f"ingest: {rate:,.0f} orders/s, peak RSS {peak_rss / 2**20:.0f} MiB; CPU per order: service "
         f"{per_order['service']:.0f} µs, PostgreSQL {per_order['postgres']:.0f} "
