@@ -2,6 +2,7 @@
 into a cache by the consumer and one read back from PostgreSQL are the same bytes (and ETag)."""
 
 import json
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -39,3 +40,22 @@ def in_contract_order(order: Any, date_created: datetime) -> dict[str, Any]:
 def encode_document(document: dict[str, Any]) -> bytes:
     """Compact UTF-8 JSON: the bytes that are served, cached and hashed."""
     return json.dumps(document, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+@dataclass(frozen=True, slots=True)
+class ServedOrder:
+    """A valid incoming order with its served bytes, built once: storage hashes the bytes, the
+    cache keeps them."""
+
+    order: dict[str, Any]
+    date_created: datetime
+    body: bytes
+
+    @classmethod
+    def of(cls, order: dict[str, Any]) -> "ServedOrder":
+        moment = parse_rfc3339(order["date_created"])
+        return cls(order, moment, encode_document(in_contract_order(order, moment)))
+
+    @property
+    def order_uid(self) -> str:
+        return self.order["order_uid"]

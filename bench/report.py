@@ -45,6 +45,7 @@ def markdown_table(results: dict) -> str:
          f"{read['cold']['rps']:,.0f}; {read['cold']['p50_ms']:.2f} / {read['cold']['p99_ms']:.2f}", "",
          f"{ratios['cold_vs_ceiling']:.2f}"),
         ("unknown ids, remembered misses (req/s)", f"{read['missing']['rps']:,.0f}", "", ""),
+        *_cpu_rows(ingest),
         ("peak RSS of the service during ingest (MiB)", f"{ingest['peak_rss_mb']:.0f}", "", ""),
         (f"cache warm-up, {read['warmup_orders']:,} orders (s)", f"{read['warmup_s']:.2f}", "", ""),
         ("Cerberus validation, 1 / 20 items (µs per order)",
@@ -64,6 +65,23 @@ def markdown_table(results: dict) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def _cpu_rows(ingest: dict) -> list[tuple[str, str, str, str]]:
+    """CPU per stored order during the ingest run, by process group, and the machine's busy CPU over
+    the same window: what it has beyond the three groups is other people's work on a shared machine."""
+    per_order, machine = ingest["cpu_us_per_order"], ingest["machine"]
+    goals = {"service": "goal ≤ 250", "total": "goal ≤ 330"}
+    names = {"service": "the service's workers", "postgres": "PostgreSQL", "kafka": "Kafka broker",
+             "total": "the three together"}
+    rows = [(f"ingest CPU per stored order, {names[group]} (µs)", f"{per_order[group]:.0f}", "",
+             goals.get(group, "")) for group in names]
+    rows.insert(2, ("", f"of which the bench database's backends: {per_order['postgres_bench_db']:.0f}",
+                    "(the rest: the cluster's own processes and other people's sessions)", ""))
+    rows.append(("ingest: the machine's busy CPU per stored order (µs; share of both cores busy)",
+                 f"{machine['busy_us_per_order']:.0f}; {machine['busy_share']:.0%}",
+                 f"outside the three: {machine['others_us_per_order']:.0f}", ""))
+    return rows
 
 
 def _rate(case: dict) -> str:

@@ -12,7 +12,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -29,6 +29,7 @@ from app.data.store import save_orders
 from app.extensions import db
 from app.ingest.records import decode_order
 from app.seed import OrderFactory, encode
+from bench.cpu import CpuMeter, Snapshot
 from config import Config
 from harness import ROOT
 from harness.edge import Edge
@@ -184,14 +185,22 @@ def store_ceiling(database_url: str, values: list[bytes], settings: Settings, sa
     return round(rate, 1)
 
 
-def measure_ingest(database: str, topics, settings: Settings, work: Path, say: Progress) -> dict:
-    """The service (gunicorn, 2 workers, consumers on) consumes the pre-produced topic; the rate is
-    taken between the first and the last committed order."""
+def measure_ingest(database: str, topics, settings: Settings, work: Path, say: Progress,
+                   root: Path = ROOT, attach: Callable[[Service], Callable[[], None]] | None = None) -> dict:
+    """The service (gunicorn, 2 workers, consumers on) consumes the pre-produced topic; the rate and
+    the CPU time of each process group are taken between the first and the last committed order.
+    `root`: the tree gunicorn runs from (bench/cpu_ab.py compares two); `attach`: started with the
+    service (a profiler), returns what stops it."""
     env = service_env(database, topics, CONSUMER_BATCH_SIZE=str(Config.CONSUMER_BATCH_SIZE),
                       CONSUMER_BATCH_WAIT_MS=str(Config.CONSUMER_BATCH_WAIT_MS))
     say("ingest: starting gunicorn with 2 workers")
-    service = Service(env, work / "ingest.log").start()
+    service = Service(env, work / "ingest.log", root=root).start()
+    workers = service.worker_pids()
+    meter = CpuMeter(lambda: workers, make_url(database).port or 5432,
+                     int(topics.bootstrap.rsplit(":", 1)[1]), make_url(database).database)
+    detach = attach(service) if attach else None
     timeline: list[tuple[float, int]] = []
+    snapshots: list[Snapshot] = []
     peak_rss = 0
     kafka_admin = admin(topics.bootstrap)
     started = time.monotonic()
@@ -200,6 +209,7 @@ def measure_ingest(database: str, topics, settings: Settings, work: Path, say: P
             nonlocal peak_rss
             committed = sum(committed_offsets(topics.bootstrap, topics.group, topics.orders,
                                               kafka_admin).values())
+            snapshots.append(meter.snapshot())
             timeline.append((time.monotonic() - started, committed))
             peak_rss = max(peak_rss, service.rss_bytes())
             if len(timeline) % 20 == 0:
@@ -208,13 +218,24 @@ def measure_ingest(database: str, topics, settings: Settings, work: Path, say: P
 
         wait_until(sample, 600, "the service committed every order", interval_s=0.25)
     finally:
+        if detach:
+            detach()
         service.stop()
         kafka_admin.close()
     first = next(i for i, (_, count) in enumerate(timeline) if count > 0)
     (t_first, count_first), (t_last, count_last) = timeline[first], timeline[-1]
     rate = (count_last - count_first) / (t_last - t_first) if t_last > t_first else float(count_last)
-    say(f"ingest: {rate:,.0f} orders/s, peak RSS {peak_rss / 2**20:.0f} MiB")
-    return {"orders_per_s": round(rate, 1), "peak_rss_mb": round(peak_rss / 2**20, 1),
+    # A small run may be stored between two samples: its window then starts at the sample before.
+    start = first if first < len(timeline) - 1 else max(first - 1, 0)
+    cpu = CpuMeter.between(snapshots[start], snapshots[-1], max(count_last - timeline[start][1], 1))
+    per_order = cpu["cpu_us_per_order"]
+    say(f"ingest: {rate:,.0f} orders/s, peak RSS {peak_rss / 2**20:.0f} MiB; CPU per order: service "
+        f"{per_order['service']:.0f} µs, PostgreSQL {per_order['postgres']:.0f} "
+        f"({per_order['postgres_bench_db']:.0f} in the bench database's backends), "
+        f"Kafka {per_order['kafka']:.0f}, "
+        f"total {per_order['total']:.0f}; machine busy {cpu['machine']['busy_share']:.0%}, "
+        f"{cpu['machine']['others_us_per_order']:.0f} µs per order outside the three")
+    return {"orders_per_s": round(rate, 1), "peak_rss_mb": round(peak_rss / 2**20, 1), **cpu,
             "timeline": [[round(t, 2), count] for t, count in timeline]}
 
 

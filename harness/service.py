@@ -26,8 +26,10 @@ def free_port() -> int:
 class Service:
     """One gunicorn master with its workers, on a free port of 127.0.0.1."""
 
-    def __init__(self, env: dict[str, str], log_path: Path, args: tuple[str, ...] = ("wsgi:app",)) -> None:
+    def __init__(self, env: dict[str, str], log_path: Path, args: tuple[str, ...] = ("wsgi:app",),
+                 root: Path = ROOT) -> None:
         self.args = args
+        self.root = root
         self.port = free_port()
         self.log_path = log_path
         self.env = {**os.environ, "APP_BIND": f"127.0.0.1:{self.port}", **env}
@@ -41,7 +43,7 @@ class Service:
         """Start gunicorn without waiting for it to answer."""
         log = self.log_path.open("ab")
         self.process = subprocess.Popen(
-            [str(GUNICORN), *self.args], cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT
+            [str(GUNICORN), *self.args], cwd=self.root, env=self.env, stdout=log, stderr=subprocess.STDOUT
         )
         return self
 

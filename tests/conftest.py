@@ -125,8 +125,10 @@ class RunningConsumer:
     """An OrderConsumer on a thread of the test, as a gunicorn worker runs one."""
 
     def __init__(self, app: Flask) -> None:
+        # The orders handed to on_stored (the cache write-through), as they came in.
         self.cached: list[dict] = []
-        self.consumer = OrderConsumer(app, on_stored=self.cached.extend)
+        self.consumer = OrderConsumer(
+            app, on_stored=lambda stored: self.cached.extend(served.order for served in stored))
         self.thread = threading.Thread(target=self.consumer.run, name="test-consumer")
         self.thread.start()
 

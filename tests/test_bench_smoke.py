@@ -12,7 +12,9 @@ pytestmark = pytest.mark.slow
 
 REQUIRED = [
     "ingest.orders", "ingest.orders_per_s", "ingest.ceiling_validate_per_s", "ingest.ceiling_store_per_s",
-    "ingest.peak_rss_mb", "read.cached.rps", "read.cached.p50_ms", "read.cached.p99_ms", "read.cold.rps",
+    "ingest.peak_rss_mb", "ingest.cpu_us_per_order.service", "ingest.cpu_us_per_order.postgres",
+    "ingest.cpu_us_per_order.total", "ingest.machine.busy_us_per_order",
+    "read.cached.rps", "read.cached.p50_ms", "read.cached.p99_ms", "read.cold.rps",
     "read.cold.p99_ms", "read.missing.rps", "read.ceiling.rps", "read.edge.rps", "read.edge.p99_ms",
     "read.edge_cold.rps", "read.edge_cold.p99_ms", "read.edge_first_pass.rps", "read.edge_first_pass.ids",
     "machine.cores", "machine.memory_gb",

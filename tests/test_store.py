@@ -148,3 +148,19 @@ def test_key_order_does_not_change_the_served_bytes_or_the_duplicate_check(
     assert written_through == read_through
     assert list(json.loads(read_through.body)) == list(example_order)
     assert save_orders([example_order]) == [SaveOutcome.DUPLICATE]
+
+
+def test_text_with_the_characters_copy_escapes_round_trips(empty_db, app_context, example_order):
+    """Orders reach PostgreSQL through COPY's text format, where a tab, a newline, a carriage return
+    and a backslash mean something (as do \\N and \\. at the start of a line): inside a value they
+    are data like any other."""
+    order = copy.deepcopy(example_order)
+    tricky = "a\tb\nc\rd\\e\\N\n\\.\n\\\\x00\\t 📦\u2028"
+    order["delivery"]["address"] = tricky
+    order["internal_signature"] = "\\."
+    order["items"][0]["name"] = tricky
+    order["items"][0]["brand"] = "\\N"
+    assert validate_order(order) == {}
+    assert save_orders([order]) == [SaveOutcome.STORED]
+    assert get_order(order["order_uid"]) == served_form(order)
+    assert save_orders([copy.deepcopy(order)]) == [SaveOutcome.DUPLICATE]

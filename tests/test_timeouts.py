@@ -9,7 +9,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 
 import psycopg2
-from psycopg2.extras import execute_values
 from sqlalchemy.engine import make_url
 
 from app import create_app
@@ -70,7 +69,9 @@ def test_an_insert_behind_another_sessions_uncommitted_insert_is_an_outage_then_
     # The very statement another consumer's save_orders sends for the same order, left uncommitted.
     with session_holding(database_url) as holder:
         with holder.cursor() as cursor:
-            execute_values(cursor, store._INSERT_ORDERS, [store._prepare(example_order).row])
+            cursor.execute(store._CREATE_INCOMING)
+            store._copy(cursor, store._COPY_INCOMING, [store._prepare(example_order).row])
+            cursor.execute(store._INSERT_ORDERS)
         produce(topics.bootstrap, topics.orders, [(uid.encode(), json.dumps(example_order).encode())])
         running = run_consumer()
         wait_until(lambda: running.consumer.waiting_since is not None, 15,

@@ -16,7 +16,7 @@ from typing import Any, NamedTuple
 from cachelib import SimpleCache
 from flask import Flask, current_app
 
-from app.documents import encode_document
+from app.documents import ServedOrder, encode_document
 
 EXTENSION = "order_cache"
 # What the cache holds for an id it recently found missing (cachelib stores plain, picklable data).
@@ -38,7 +38,10 @@ class CachedOrder(NamedTuple):
 
     @classmethod
     def from_document(cls, document: dict[str, Any]) -> "CachedOrder":
-        body = encode_document(document)
+        return cls.from_body(encode_document(document))
+
+    @classmethod
+    def from_body(cls, body: bytes) -> "CachedOrder":
         # Unquoted, as werkzeug's ETags and set_etag expect it.
         return cls(body, hashlib.blake2b(body, digest_size=12).hexdigest())
 
@@ -160,9 +163,11 @@ class OrderCache:
 
     def put_document(self, document: dict[str, Any]) -> CachedOrder:
         """The order ready to send, kept unless it is larger than a tenth of the byte budget."""
-        cached = CachedOrder.from_document(document)
+        return self._put(document["order_uid"], CachedOrder.from_document(document))
+
+    def _put(self, order_uid: str, cached: CachedOrder) -> CachedOrder:
         if self.enabled and len(cached.body) <= self._max_order_bytes:
-            self._cache.set(document["order_uid"], tuple(cached))
+            self._cache.set(order_uid, tuple(cached))
         return cached
 
     def put_documents(self, documents: Iterable[dict[str, Any]]) -> None:
@@ -170,6 +175,12 @@ class OrderCache:
         miss, so an order that arrives is served at once."""
         for document in documents:
             self.put_document(document)
+
+    def put_served(self, orders: Iterable[ServedOrder]) -> None:
+        """Write-through from the consumer: the bytes it built once for storage, served as they are.
+        Replaces any remembered miss, so an order that arrives is served at once."""
+        for served in orders:
+            self._put(served.order_uid, CachedOrder.from_body(served.body))
 
     def remember_missing(self, order_uid: str) -> None:
         """Remember that PostgreSQL had no such order, unless the order is cached by now: a

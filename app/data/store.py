@@ -2,21 +2,21 @@
 through here. No HTTP here: what a page or a summary looks like is the API's business."""
 
 import hashlib
-from collections.abc import Sequence
+import io
+import re
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
 import psycopg2
-from psycopg2.extras import execute_values
 from sqlalchemy import Select, func, select, tuple_
 from sqlalchemy.exc import DBAPIError
 
 from app.data.models import NESTED_GROUPS, TOP_LEVEL_FIELDS, items_table, orders_table
-from app.documents import encode_document, in_contract_order
+from app.documents import ServedOrder, in_contract_order
 from app.extensions import db
-from app.validation import parse_rfc3339
 from app.validation.schema import ITEM_SCHEMA
 
 ITEM_FIELDS = list(ITEM_SCHEMA)
@@ -39,25 +39,39 @@ class _Prepared:
 # Every column but the generated ones, in the table's order, which models.py derives from the schema:
 # top-level fields, then delivery_* and payment_*, then content_hash.
 _ORDER_COLUMNS = [column.name for column in orders_table.columns if column.name not in ("id", "ingested_at")]
+# A batch's new orders are copied into a temporary table of the session, then inserted from it in
+# one statement: COPY's text costs far less to write here and to parse in PostgreSQL than a
+# statement of quoted literals (bench/README.md). Its rows go at commit, or with a rollback.
+_INCOMING = "orders_incoming"
+_CREATE_INCOMING = (
+    f"CREATE TEMPORARY TABLE IF NOT EXISTS {_INCOMING} ON COMMIT DELETE ROWS AS "
+    f"SELECT {', '.join(_ORDER_COLUMNS)} FROM {orders_table.name} WITH NO DATA"
+)
+_COPY_INCOMING = f"COPY {_INCOMING} ({', '.join(_ORDER_COLUMNS)}) FROM STDIN"
+# Sorted by uid so that two overlapping batches lock rows in the same order (no deadlock).
 _INSERT_ORDERS = (
-    f"INSERT INTO {orders_table.name} ({', '.join(_ORDER_COLUMNS)}) VALUES %s "
+    f"INSERT INTO {orders_table.name} ({', '.join(_ORDER_COLUMNS)}) "
+    f"SELECT {', '.join(_ORDER_COLUMNS)} FROM {_INCOMING} ORDER BY order_uid "
     "ON CONFLICT (order_uid) DO NOTHING RETURNING id, order_uid"
 )
 
 
-def _prepare(order: dict[str, Any]) -> _Prepared:
+def _prepare(served: ServedOrder | dict[str, Any]) -> _Prepared:
     """The order's row for `orders`, as a tuple in _ORDER_COLUMNS' order. Its content_hash is the
     SHA-256 of the served bytes: equal for a redelivery (even in another key order or date offset),
     different for any other content."""
-    moment = parse_rfc3339(order["date_created"])
-    digest = hashlib.sha256(encode_document(in_contract_order(order, moment))).digest()
+    if not isinstance(served, ServedOrder):
+        served = ServedOrder.of(served)
+    order, moment = served.order, served.date_created
+    digest = hashlib.sha256(served.body).digest()
     top = [moment if name == "date_created" else order[name] for name in TOP_LEVEL_FIELDS]
     nested = [order[group][name] for group, schema in NESTED_GROUPS.items() for name in schema]
     return _Prepared(order["order_uid"], (*top, *nested, digest), order["items"], digest)
 
 
-def save_orders(orders: Sequence[dict[str, Any]]) -> list[SaveOutcome]:
+def save_orders(orders: Sequence[ServedOrder | dict[str, Any]]) -> list[SaveOutcome]:
     """Store a batch of validated orders in one transaction; one outcome per input, in order.
+    The consumer passes ServedOrders (their bytes built once, for the hash here and for its cache).
 
     Orders are immutable: an order_uid already stored (or earlier in the same batch) is a
     DUPLICATE when its content is the same and a CONFLICT otherwise; neither writes anything.
@@ -80,30 +94,19 @@ def save_orders(orders: Sequence[dict[str, Any]]) -> list[SaveOutcome]:
 
 
 def _insert_new(candidates: list[_Prepared]) -> dict[str, int]:
-    # Sorted by uid so that two overlapping batches lock rows in the same order (no deadlock).
     if not candidates:
         return {}
-    rows = _execute_values(_INSERT_ORDERS, [entry.row for entry in candidates], fetch=True)
+    rows = _run(lambda cursor: (
+        cursor.execute(_CREATE_INCOMING),
+        _copy(cursor, _COPY_INCOMING, [entry.row for entry in candidates]),
+        cursor.execute(_INSERT_ORDERS),
+        cursor.fetchall(),
+    )[-1])
     return {uid: order_id for order_id, uid in rows}
 
 
-def _execute_values(statement: str, rows: list[tuple], fetch: bool = False) -> list[tuple]:
-    """psycopg2's execute_values on the session's own connection (so in its transaction), with
-    psycopg2's errors raised as SQLAlchemy's (IntegrityError, OperationalError...) like any query.
-
-    The batch inserts bypass SQLAlchemy's per-row parameter handling, which cost more than
-    PostgreSQL's own work on the rows (the measurement is in bench/README.md).
-    """
-    cursor = db.session.connection().connection.cursor()
-    try:
-        # 1,000 rows a statement bounds its size (an order may carry 1,000 items of long text).
-        return execute_values(cursor, statement, rows, page_size=1000, fetch=fetch)
-    except psycopg2.Error as exc:
-        raise DBAPIError.instance(statement, None, exc, psycopg2.Error) from exc
-
-
 _ITEM_COLUMNS = [column.name for column in items_table.columns]  # order_id, position, the item fields
-_INSERT_ITEMS = f"INSERT INTO {items_table.name} ({', '.join(_ITEM_COLUMNS)}) VALUES %s"
+_COPY_ITEMS = f"COPY {items_table.name} ({', '.join(_ITEM_COLUMNS)}) FROM STDIN"
 
 
 def _insert_items(first_by_uid: dict[str, _Prepared], stored_ids: dict[str, int]) -> None:
@@ -113,7 +116,41 @@ def _insert_items(first_by_uid: dict[str, _Prepared], stored_ids: dict[str, int]
         for position, item in enumerate(first_by_uid[uid].items)
     ]
     if rows:
-        _execute_values(_INSERT_ITEMS, rows)
+        _run(lambda cursor: _copy(cursor, _COPY_ITEMS, rows))
+
+
+def _run(work: Callable[[Any], Any]) -> Any:
+    """`work` with a cursor of the session's own connection (so in its transaction), psycopg2's
+    errors raised as SQLAlchemy's (IntegrityError, OperationalError...) like any query's. The batch
+    writes bypass SQLAlchemy's per-row parameter handling, which cost more than PostgreSQL's own
+    work on the rows (bench/README.md)."""
+    cursor = db.session.connection().connection.cursor()
+    try:
+        return work(cursor)
+    except psycopg2.Error as exc:
+        statement = (cursor.query or b"").decode(errors="replace")
+        raise DBAPIError.instance(statement, None, exc, psycopg2.Error) from exc
+    finally:
+        cursor.close()
+
+
+# COPY's text format: a tab between values, a newline after each row, and a backslash before any
+# of these (and before a backslash) inside a value. bytea in its hex form, itself escaped.
+_COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
+_NEEDS_ESCAPE = re.compile(r"[\\\t\n\r]")
+_COPY_TEXT: dict[type, Callable[[Any], str]] = {
+    str: lambda value: value.translate(_COPY_ESCAPES) if _NEEDS_ESCAPE.search(value) else value,
+    int: int.__str__,
+    datetime: datetime.isoformat,
+    bytes: lambda value: "\\\\x" + value.hex(),
+}
+
+
+def _copy(cursor: Any, statement: str, rows: list[tuple]) -> None:
+    """COPY `rows` in. Values are validated orders: text without NUL, integers, aware datetimes,
+    bytes; never None (every column is NOT NULL)."""
+    text = "".join("\t".join([_COPY_TEXT[type(value)](value) for value in row]) + "\n" for row in rows)
+    cursor.copy_expert(statement, io.BytesIO(text.encode()), size=1 << 20)
 
 
 def _stored_hashes(uids: list[str]) -> dict[str, bytes]:

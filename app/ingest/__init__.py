@@ -5,6 +5,7 @@ hands it the worker's app, and `worker_exit` stops it and waits for it to commit
 group. `flask consume` runs the same runtime in the foreground.
 """
 
+import gc
 import logging
 import threading
 from collections.abc import Callable
@@ -13,16 +14,15 @@ from typing import Any
 from flask import Flask
 
 from app.cache import order_cache_for
-from app.documents import served_form
+from app.documents import ServedOrder
 from app.ingest.consumer import OrderConsumer
 
 log = logging.getLogger(__name__)
 
 
-def cache_write_through(app: Flask) -> Callable[[list[dict]], None]:
+def cache_write_through(app: Flask) -> Callable[[list[ServedOrder]], None]:
     """The consumer's on_stored: stored orders written through to `app`'s cache."""
-    cache = order_cache_for(app)
-    return lambda orders: cache.put_documents(served_form(order) for order in orders)
+    return order_cache_for(app).put_served
 
 
 class ConsumerRuntime:
@@ -52,6 +52,9 @@ class ConsumerRuntime:
         if not self._app.config["CONSUMER_ENABLED"]:
             log.info("consumer disabled (CONSUMER_ENABLED=false): this worker only serves reads")
             return
+        # What start-up built (the app, SQLAlchemy, kafka-python) lives as long as the process: out
+        # of the collector's way, a full collection during a batch scans only the batches' objects.
+        gc.freeze()
         self.consumer = OrderConsumer(self._app, on_stored=cache_write_through(self._app))
         if self._stopping.is_set():
             return

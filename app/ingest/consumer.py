@@ -21,6 +21,7 @@ from sqlalchemy.exc import DataError, IntegrityError, SQLAlchemyError
 
 from app.data.errors import first_line
 from app.data.store import SaveOutcome, save_orders
+from app.documents import ServedOrder
 from app.ingest.dead_letters import KAFKA_API_VERSION, DeadLetterPublisher
 from app.ingest.kafka_records import tolerate_non_utf8_header_keys
 from app.ingest.records import ErrorType, Rejection, check_headers, decode_order
@@ -47,8 +48,8 @@ class Outage(Exception):
 
 @dataclass
 class BatchResult:
-    stored: list[dict] = field(default_factory=list)
-    duplicates: list[dict] = field(default_factory=list)
+    stored: list[ServedOrder] = field(default_factory=list)
+    duplicates: list[ServedOrder] = field(default_factory=list)
     dead_letters: list[tuple[Record, Rejection]] = field(default_factory=list)
 
     def extend(self, other: "BatchResult") -> None:
@@ -72,10 +73,12 @@ class Backoff:
         self.attempt = 0
 
 
-def _decode(record: Record) -> dict | Rejection:
-    """The record's order or its Rejection; an error of ours on one record costs only that record."""
+def _decode(record: Record) -> ServedOrder | Rejection:
+    """The record's order (with its served bytes, built once for storage and the cache) or its
+    Rejection; an error of ours on one record costs only that record."""
     try:
-        return check_headers(record.headers) or decode_order(record.value)
+        decoded = check_headers(record.headers) or decode_order(record.value)
+        return decoded if isinstance(decoded, Rejection) else ServedOrder.of(decoded)
     except Exception as exc:
         log.exception("failed on %s-%d@%d; it is dead-lettered as unprocessable",
                       record.topic, record.partition, record.offset)
@@ -86,7 +89,7 @@ def _unprocessable(exc: Exception) -> Rejection:
     return Rejection(ErrorType.UNPROCESSABLE, {"message": f"{exc.__class__.__name__}: {first_line(exc)}"})
 
 
-def store_valid_orders(orders: Sequence[tuple[Record, dict]]) -> BatchResult:
+def store_valid_orders(orders: Sequence[tuple[Record, ServedOrder]]) -> BatchResult:
     """Save the orders in one transaction; if PostgreSQL refuses the data itself (not an outage),
     split the batch to find the records it refuses, dead-letter those and store the rest."""
     result = BatchResult()
@@ -108,12 +111,12 @@ def store_valid_orders(orders: Sequence[tuple[Record, dict]]) -> BatchResult:
         elif outcome is SaveOutcome.DUPLICATE:
             result.duplicates.append(order)
         else:
-            detail = {"message": f"order {order['order_uid']} is already stored with different content"}
+            detail = {"message": f"order {order.order_uid} is already stored with different content"}
             result.dead_letters.append((record, Rejection(ErrorType.CONFLICT, detail)))
     return result
 
 
-def _isolate(orders: Sequence[tuple[Record, dict]], rejection: Rejection) -> BatchResult:
+def _isolate(orders: Sequence[tuple[Record, ServedOrder]], rejection: Rejection) -> BatchResult:
     """The batch failed for the data's sake: split it to dead-letter only the records that fail."""
     if len(orders) == 1:
         return BatchResult(dead_letters=[(orders[0][0], rejection)])
@@ -144,7 +147,7 @@ class _RevocationLog(ConsumerRebalanceListener):
 class OrderConsumer:
     """Owns one KafkaConsumer on one thread. Stop it with `stop()` from any thread."""
 
-    def __init__(self, app: Flask, on_stored: Callable[[list[dict]], None] | None = None) -> None:
+    def __init__(self, app: Flask, on_stored: Callable[[list[ServedOrder]], None] | None = None) -> None:
         self.app = app
         self.config = app.config
         self.on_stored = on_stored
@@ -278,7 +281,7 @@ class OrderConsumer:
             tracer.start_span("poll", start_time=poll[0]).end(end_time=poll[1])
 
     def _handle(self, batch: Batch, records: list[Record], started: float) -> BatchResult:
-        valid: list[tuple[Record, dict]] = []
+        valid: list[tuple[Record, ServedOrder]] = []
         rejected: list[tuple[Record, Rejection]] = []
         with tracer.start_as_current_span("decode and validate"):
             for record in records:
