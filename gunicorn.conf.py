@@ -63,10 +63,10 @@ def child_exit(server, worker):
 def post_fork(server, worker):
     # gunicorn installs the worker's signal handlers only after this hook and more start-up work;
     # a stop signal that came in the meantime was lost, and the master waited graceful_timeout
-    # before killing the worker. The worker's own handlers, installed first.
-    signal.signal(signal.SIGTERM, worker.handle_exit)
-    signal.signal(signal.SIGINT, worker.handle_quit)
-    signal.signal(signal.SIGQUIT, worker.handle_quit)
+    # before killing the worker. The worker's graceful-exit handler, installed first, for the quick
+    # stops too: its own handle_quit needs the thread pool, which does not exist yet.
+    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT):
+        signal.signal(signum, worker.handle_exit)
 
     from app.ingest import ConsumerRuntime
 

@@ -59,10 +59,12 @@ def delete_topics(topics: Topics) -> None:
         client.close()
 
 
-def produce(bootstrap: str, topic: str, records: list[Record], per_second: float | None = None) -> None:
-    """Produce and wait for every acknowledgement; with `per_second`, as a paced stream."""
+def produce(bootstrap: str, topic: str, records: list[Record], per_second: float | None = None,
+            compression: str | None = None) -> None:
+    """Produce and wait for every acknowledgement; with `per_second`, as a paced stream; with
+    `compression` ("gzip", "snappy", "lz4", "zstd"), in batches compressed so."""
     producer = KafkaProducer(bootstrap_servers=bootstrap, api_version=KAFKA_API_VERSION, acks="all",
-                             max_request_size=MAX_REQUEST_BYTES)
+                             max_request_size=MAX_REQUEST_BYTES, compression_type=compression)
     started = time.monotonic()
     try:
         for index, (key, value) in enumerate(records):

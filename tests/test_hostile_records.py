@@ -90,3 +90,43 @@ def test_an_unexpected_error_on_one_record_costs_that_record_only(
     (dead,) = read_all(topics.bootstrap, topics.dlq)
     assert dead.key == b"bug" and dict(dead.headers)["dlq.error.type"] == b"unprocessable"
     assert "KeyError" in json.loads(dict(dead.headers)["dlq.error.detail"])["message"]
+
+
+def test_orders_compressed_with_any_codec_kafka_offers_are_stored(ingest_app, topics, run_consumer):
+    """A producer may compress with any of Kafka's codecs; one the client could not decode would
+    make every poll of that partition fail, for good."""
+    orders = list(OrderFactory(seed=79).orders(200))
+    codecs = ["gzip", "snappy", "lz4", "zstd"]
+    for index, codec in enumerate(codecs):
+        chunk = orders[index * 50:(index + 1) * 50]
+        produce(topics.bootstrap, topics.orders, [(o["order_uid"].encode(), encode(o)) for o in chunk],
+                compression=codec)
+    running = run_consumer()
+    wait_until(lambda: all_committed(topics), 60, "the consumer committed the whole topic")
+    assert sorted(stored_uids(ingest_app)) == sorted(o["order_uid"] for o in orders)
+    assert running.consumer.restarts == 0
+
+
+def test_a_consumer_that_fails_again_at_once_waits_longer_each_time(ingest_app, topics, monkeypatch):
+    """A poll that fails every time (as one for a batch the client cannot parse would) restarts the
+    consumer, and so rebalances the group, each time: the restarts must back off, not spin."""
+    import threading
+
+    from kafka import KafkaConsumer
+
+    from app.ingest.consumer import OrderConsumer
+
+    def failing_poll(self, *args, **kwargs):
+        raise RuntimeError("a batch the client cannot parse")
+
+    monkeypatch.setattr(KafkaConsumer, "poll", failing_poll)
+    consumer = OrderConsumer(ingest_app)
+    thread = threading.Thread(target=consumer.run, name="test-consumer")
+    thread.start()
+    try:
+        wait_until(lambda: consumer.restarts >= 4, 30, "the consumer restarted four times")
+        # Four failures in a row, none after a healthy run: the backoff was never started over.
+        assert consumer._restart_backoff.attempt >= 4
+    finally:
+        consumer.stop()
+        thread.join(timeout=30)

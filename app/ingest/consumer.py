@@ -42,6 +42,11 @@ Record = Any  # kafka.consumer.fetcher.ConsumerRecord
 Batch = dict[TopicPartition, list[Record]]
 
 
+# A consumer run that lasted this long before failing was healthy: its next restart starts the
+# backoff over.
+HEALTHY_RUN_S = 60
+
+
 class Outage(Exception):
     """A dependency (PostgreSQL, the dead-letter topic) failed for a reason that is not the data's."""
 
@@ -156,6 +161,7 @@ class OrderConsumer:
         self._consumer: KafkaConsumer | None = None
         self._publisher: DeadLetterPublisher | None = None
         self._backoff = Backoff(cap_s=self.config["CONSUMER_MAX_BACKOFF_S"])
+        self._restart_backoff = Backoff(cap_s=self.config["CONSUMER_MAX_BACKOFF_S"])
         # Public for /readyz and the tests: when the current outage began, and retries since.
         self.waiting_since: float | None = None
         self.retries = 0
@@ -182,17 +188,18 @@ class OrderConsumer:
     def status(self) -> dict[str, Any]:
         """A snapshot for /readyz, safe to read from any thread."""
         owned = sorted(tp.partition for tp in self._owned)
+        waiting_since = self.waiting_since  # read once: the consumer thread may clear it meanwhile
         if self.stop_event.is_set():
             state = "stopping"
-        elif self.waiting_since is not None:
+        elif waiting_since is not None:
             state = "waiting out an outage"
         elif self.joined.is_set():
             state = "in group"
         else:
             state = "joining its group"
         status = {"state": state, "partitions": owned, "restarts": self.restarts}
-        if self.waiting_since is not None:
-            status["waiting_s"] = round(time.monotonic() - self.waiting_since, 1)
+        if waiting_since is not None:
+            status["waiting_s"] = round(time.monotonic() - waiting_since, 1)
             status["retries"] = self.retries
         return status
 
@@ -201,6 +208,7 @@ class OrderConsumer:
         committed offsets after a backoff: the worker never goes on serving with its consumer
         silently gone. While Kafka is away the client itself keeps reconnecting inside poll()."""
         while not self.stop_event.is_set():
+            started = time.monotonic()
             try:
                 self._connect()
                 self._consume()
@@ -209,7 +217,11 @@ class OrderConsumer:
                 self.restarts += 1
                 CONSUMER_RESTARTS.inc()
                 self._start_outage(f"unexpected {exc.__class__.__name__}")
-                self.stop_event.wait(self._backoff.next_delay())
+                # Each restart rebalances the whole group: one that fails again at once (a record
+                # the client cannot parse) must wait longer each time, until a run lasts.
+                if time.monotonic() - started > HEALTHY_RUN_S:
+                    self._restart_backoff.reset()
+                self.stop_event.wait(self._restart_backoff.next_delay())
             finally:
                 self._close()
 

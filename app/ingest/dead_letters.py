@@ -105,9 +105,10 @@ class DeadLetterPublisher:
             size = len(record.value or b"") + len(record.key or b"")
             log.error("dead letter of %s-%d@%d is too large for %s (%d bytes): sent without its value",
                       record.topic, record.partition, record.offset, self.topic, size)
+            # First, so that cutting a long detail never cuts this note.
             rejection = Rejection(rejection.error_type, {
-                **rejection.detail,
                 "value_dropped": f"the record ({size} bytes) is larger than the dead-letter topic takes",
+                **rejection.detail,
             })
         return self._producer.send(
             self.topic,
