@@ -130,3 +130,34 @@ def test_a_consumer_that_fails_again_at_once_waits_longer_each_time(ingest_app, 
     finally:
         consumer.stop()
         thread.join(timeout=30)
+
+
+def test_a_compressed_batch_that_would_fill_the_memory_costs_only_its_records(
+        ingest_app, topics, run_consumer):
+    """A gzip batch of 80 MiB of zeros is about 80 KB on the wire; decompressed whole, it would be
+    80 MiB in the worker (a 2 MiB one, 2 GiB). It is refused at a bound, its record dead-lettered as
+    too_large, and the orders after it in the same partition are stored."""
+    from kafka import KafkaProducer
+
+    from app.ingest.dead_letters import KAFKA_API_VERSION
+
+    bomb_size = 80 * MIB
+    producer = KafkaProducer(bootstrap_servers=topics.bootstrap, api_version=KAFKA_API_VERSION, acks="all",
+                             compression_type="gzip", max_request_size=bomb_size + MIB,
+                             buffer_memory=2 * bomb_size)
+    try:
+        producer.send(topics.orders, key=b"bomb", value=bytes(bomb_size), partition=0).get(timeout=60)
+    finally:
+        producer.close()
+    orders = list(OrderFactory(seed=80).orders(60))
+    produce(topics.bootstrap, topics.orders, [(o["order_uid"].encode(), encode(o)) for o in orders])
+    running = run_consumer()
+    wait_until(lambda: all_committed(topics), 60, "the consumer committed the whole topic")
+
+    assert sorted(stored_uids(ingest_app)) == sorted(o["order_uid"] for o in orders)
+    assert running.consumer.restarts == 0
+    (dead,) = read_all(topics.bootstrap, topics.dlq)
+    assert dict(dead.headers)["dlq.error.type"] == b"too_large"
+    assert dict(dead.headers)["dlq.source.partition"] == b"0"
+    # Refused before it was decompressed whole: the detail says so (not "the value is 83886080 bytes").
+    assert "decompresses to more than" in json.loads(dict(dead.headers)["dlq.error.detail"])["message"]

@@ -5,7 +5,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from app.ingest.kafka_records import UndecodableHeaderKey
+from app.ingest.kafka_records import MAX_BATCH_BYTES, OversizedBatchHeader, UndecodableHeaderKey
 from app.validation import MAX_RECORD_BYTES, validate_order
 
 
@@ -32,6 +32,10 @@ def check_headers(headers: list[tuple[str, bytes | None]]) -> Rejection | None:
     """A record whose header keys are not UTF-8 (see app/ingest/kafka_records.py) is refused
     whatever its value."""
     for name, _ in headers:
+        if isinstance(name, OversizedBatchHeader):
+            return Rejection(ErrorType.TOO_LARGE, {"message": (
+                f"the record's compressed batch decompresses to more than {MAX_BATCH_BYTES} bytes; "
+                "its key and value are not kept")})
         if isinstance(name, UndecodableHeaderKey):
             return Rejection(ErrorType.INVALID_RECORD,
                              {"message": f"a header key is not UTF-8: {name.raw[:64]!r}"})
