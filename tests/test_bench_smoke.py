@@ -12,7 +12,7 @@ pytestmark = pytest.mark.slow
 
 REQUIRED = [
     "ingest.orders", "ingest.orders_per_s", "ingest.ceiling_validate_per_s", "ingest.ceiling_store_per_s",
-    "ingest.peak_rss_mb", "ingest.cpu_us_per_order.service", "ingest.cpu_us_per_order.postgres",
+    "ingest.peak_rss_mb", "ingest.cpu_us_per_order.service",
     "ingest.cpu_us_per_order.total", "ingest.machine.busy_us_per_order",
     "read.cached.rps", "read.cached.p50_ms", "read.cached.p99_ms", "read.cold.rps",
     "read.cold.p99_ms", "read.missing.rps", "read.ceiling.rps", "read.edge.rps", "read.edge.p99_ms",
@@ -31,6 +31,11 @@ def test_the_benchmark_runs_end_to_end_and_reports_every_figure(tmp_path, kafka_
         for part in dotted.split("."):
             value = value[part]
         assert isinstance(value, int | float) and not isinstance(value, bool) and value > 0, dotted
+    # A smoke run's 300 orders cost PostgreSQL and Kafka a few clock ticks (10 ms each) of CPU at most,
+    # which can read as 0: present and never negative is what such a short run can show.
+    for group in ("postgres", "kafka"):
+        value = results["ingest"]["cpu_us_per_order"][group]
+        assert isinstance(value, int | float) and not isinstance(value, bool) and value >= 0, group
     assert results["read"]["cached"]["errors"] == 0
     assert all(results["read"][case]["errors"] == 0 for case in ("edge", "edge_cold", "edge_first_pass"))
     # The strict first pass through an empty edge cache asked for every id once.
