@@ -24,10 +24,7 @@ from sqlalchemy import (
 )
 
 from app.extensions import db
-from app.validation.schema import DELIVERY_SCHEMA, ITEM_SCHEMA, ORDER_SCHEMA, PAYMENT_SCHEMA
-
-NESTED_GROUPS = {"delivery": DELIVERY_SCHEMA, "payment": PAYMENT_SCHEMA}
-TOP_LEVEL_FIELDS = [name for name in ORDER_SCHEMA if name not in (*NESTED_GROUPS, "items")]
+from app.validation.schema import ITEM_SCHEMA, NESTED_GROUPS, ORDER_SCHEMA, TOP_LEVEL_FIELDS
 
 
 def _column_type(rules: dict[str, Any]) -> Any:

@@ -14,10 +14,10 @@ import psycopg2
 from sqlalchemy import Select, func, select, tuple_
 from sqlalchemy.exc import DBAPIError
 
-from app.data.models import NESTED_GROUPS, TOP_LEVEL_FIELDS, items_table, orders_table
+from app.data.models import items_table, orders_table
 from app.documents import ServedOrder, in_contract_order
 from app.extensions import db
-from app.validation.schema import ITEM_SCHEMA
+from app.validation.schema import ITEM_SCHEMA, NESTED_GROUPS, TOP_LEVEL_FIELDS
 
 ITEM_FIELDS = list(ITEM_SCHEMA)
 

@@ -81,3 +81,8 @@ ORDER_SCHEMA = {
     "date_created": {"rfc3339": True},
     "oof_shard": text(1, 10),
 }
+
+# The order's sub-documents and their fields, and the fields every order has at its top level (besides
+# these and the items): what validation, storage and the served form walk.
+NESTED_GROUPS = {"delivery": DELIVERY_SCHEMA, "payment": PAYMENT_SCHEMA}
+TOP_LEVEL_FIELDS = [name for name in ORDER_SCHEMA if name not in (*NESTED_GROUPS, "items")]

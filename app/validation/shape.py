@@ -9,7 +9,7 @@ contract's keys, each able to produce at most one error per field.
 
 from typing import Any
 
-from app.validation.schema import MAX_ITEMS, ORDER_SCHEMA
+from app.validation.schema import ITEM_SCHEMA, MAX_ITEMS, NESTED_GROUPS, ORDER_SCHEMA
 
 # Enough to tell a producer what is wrong; the rest is summarised in one line.
 MAX_REPORTED_ERRORS = 20
@@ -17,14 +17,9 @@ MAX_REPORTED_ERRORS = 20
 MAX_REPORTED_NAME = 64
 
 
-def _nested_keys(schema: dict[str, Any]) -> dict[str, frozenset[str]]:
-    """Field name -> the keys of its sub-document, for the dict-typed fields of `schema`."""
-    return {name: frozenset(rule["schema"]) for name, rule in schema.items() if rule.get("type") == "dict"}
-
-
 ORDER_KEYS = frozenset(ORDER_SCHEMA)
-NESTED_KEYS = _nested_keys(ORDER_SCHEMA)
-ITEM_KEYS = frozenset(ORDER_SCHEMA["items"]["schema"]["schema"])
+NESTED_KEYS = {name: frozenset(schema) for name, schema in NESTED_GROUPS.items()}
+ITEM_KEYS = frozenset(ITEM_SCHEMA)
 
 
 class _Errors:

@@ -8,7 +8,7 @@ from typing import Any
 
 from cerberus import Validator
 
-from app.validation.schema import ORDER_SCHEMA
+from app.validation.schema import ITEM_SCHEMA, NESTED_GROUPS, ORDER_SCHEMA, TOP_LEVEL_FIELDS
 from app.validation.shape import check_shape
 
 # NUL can't live in PostgreSQL text, and a lone surrogate (legal in JSON's \ud800) can't be UTF-8.
@@ -112,29 +112,21 @@ class OrderValidator(Validator):
 
 _local = threading.local()
 
-def _flat_schema(schema: dict[str, Any]) -> dict[str, Any]:
-    """The order's rules with its sub-documents' fields named by path ("delivery.name"), and
-    without the items, which are validated one by one (below). Once the shape is checked, one flat
-    Cerberus run does the work of three nested ones, with no child validators to build."""
-    flat: dict[str, Any] = {}
-    for name, rules in schema.items():
-        if rules.get("type") == "dict":
-            flat.update({f"{name}.{field}": rule for field, rule in rules["schema"].items()})
-        elif name != "items":
-            flat[name] = rules
-    return flat
-
-
-_FLAT_ORDER_SCHEMA = _flat_schema(ORDER_SCHEMA)
-_NESTED = [name for name, rules in ORDER_SCHEMA.items() if rules.get("type") == "dict"]
-_ITEM_SCHEMA = ORDER_SCHEMA["items"]["schema"]["schema"]
+# The order's rules with its sub-documents' fields named by path ("delivery.name"), and without the
+# items, which are validated one by one (below). Once the shape is checked, one flat Cerberus run does
+# the work of three nested ones, with no child validators to build.
+_FLAT_ORDER_SCHEMA = {
+    **{name: ORDER_SCHEMA[name] for name in TOP_LEVEL_FIELDS},
+    **{f"{group}.{field}": rule for group, schema in NESTED_GROUPS.items() for field, rule in schema.items()},
+}
+_ITEM_SCHEMA = ITEM_SCHEMA
 # Enough items to show a producer the pattern of its mistake.
 MAX_REPORTED_ITEMS = 5
 
 
 def _flat_document(document: dict[str, Any]) -> dict[str, Any]:
-    flat = {name: value for name, value in document.items() if name != "items" and name not in _NESTED}
-    for name in _NESTED:
+    flat = {name: value for name, value in document.items() if name != "items" and name not in NESTED_GROUPS}
+    for name in NESTED_GROUPS:
         flat.update({f"{name}.{field}": value for field, value in document[name].items()})
     return flat
 
