@@ -5,46 +5,17 @@ Needs only the service's /healthz (no orders); prints one line per side. Figures
 bench/results/edge_slow_clients.md.
 """
 
-import contextlib
-import socket
 import statistics
 import tempfile
-import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 from harness.edge import Edge
 from harness.service import Service
+from harness.slow_clients import slow_connections
 
 PROBES = 50
-
-
-@contextlib.contextmanager
-def slow_connections(port: int, count: int) -> Iterator[None]:
-    sockets = []
-    for _ in range(count):
-        sock = socket.create_connection(("127.0.0.1", port), timeout=5)
-        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: bench\r\nX-Slow: ")
-        sockets.append(sock)
-    stop = threading.Event()
-
-    def trickle() -> None:
-        while not stop.wait(1.0):
-            for sock in sockets:
-                with contextlib.suppress(OSError):
-                    sock.send(b"a")
-
-    thread = threading.Thread(target=trickle)
-    thread.start()
-    try:
-        time.sleep(1)  # let every slow connection be accepted before the probes
-        yield
-    finally:
-        stop.set()
-        thread.join()
-        for sock in sockets:
-            sock.close()
 
 
 def probe(get_status: Callable[[], int], count: int) -> str:
@@ -65,9 +36,11 @@ def main() -> None:
     edge = Edge(f"127.0.0.1:{service.port}", work).start()
     try:
         with slow_connections(edge.port, 500):
+            time.sleep(1)  # let every slow connection be accepted before the probes
             print("through the edge, 500 slow connections:",
                   probe(lambda: edge.get("/healthz", timeout_s=8)[0], PROBES))
         with slow_connections(service.port, 16):
+            time.sleep(1)
             # Service.get gives up after 5 s.
             print("gunicorn directly, 16 slow connections:", probe(lambda: service.get("/healthz")[0], 3))
     finally:

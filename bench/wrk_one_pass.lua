@@ -3,6 +3,7 @@
 -- share is answered and leaves a file in BENCH_DONE_DIR, so that the runner can end wrk (which
 -- otherwise sleeps out -d); the pass's own duration (first request to last answer) is reported,
 -- since wrk's summary spans the whole run.
+dofile(debug.getinfo(1, "S").source:match("^@(.*/)") .. "wrk_report.lua")
 local ffi = require("ffi")
 ffi.cdef [[
   typedef struct { long tv_sec; long tv_nsec; } bench_timespec;
@@ -77,14 +78,5 @@ function done(summary, latency, requests)
     t0 = math.min(t0, thread:get("first_t"))
     t1 = math.max(t1, thread:get("last_t"))
   end
-  local points = {}
-  for _, p in ipairs({1, 5, 10, 25, 50, 75, 90, 95, 99, 99.9}) do
-    points[#points + 1] = string.format('"%s": %d', p, latency:percentile(p))
-  end
-  local e = summary.errors
-  io.write(string.format(
-    'BENCH_JSON {"requests": %d, "duration_us": %d, "errors": {"connect": %d, "read": %d, ' ..
-    '"write": %d, "status": %d, "timeout": %d}, "latency_us": {%s}}\n',
-    total, math.floor((t1 - t0) * 1e6), e.connect, e.read, e.write, bad, e.timeout,
-    table.concat(points, ", ")))
+  bench_report(total, math.floor((t1 - t0) * 1e6), summary.errors, bad, latency)
 end

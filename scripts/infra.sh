@@ -133,6 +133,20 @@ is_alive() {
   [[ -n $state && $state != Z && $state != X ]]
 }
 
+# stop_process NAME PID SIGNAL SECONDS LAST_SIGNAL: send SIGNAL, wait up to SECONDS for the process
+# to end, then send LAST_SIGNAL.
+stop_process() {
+  local name=$1 pid=$2 signal=$3 seconds=$4 last=$5
+  say "$name: stopping (pid $pid)"
+  kill "-$signal" "$pid" 2>/dev/null || true
+  local deadline=$((SECONDS + seconds))
+  while is_alive "$pid" && ((SECONDS < deadline)); do sleep 0.1; done
+  if is_alive "$pid"; then
+    say "$name: still running after $seconds s, sending SIG$last (pid $pid)"
+    kill "-$last" "$pid" 2>/dev/null || true
+  fi
+}
+
 log_tail() {
   if [[ -f $1 ]]; then tail -n 15 "$1" | sed 's/^/    /' >&2; fi
 }
@@ -604,14 +618,7 @@ kafka_down() {
     say "Kafka: ours is not running"
     return 0
   fi
-  say "Kafka: stopping (pid $pid)"
-  kill -TERM "$pid" 2>/dev/null || true
-  local deadline=$((SECONDS + 30))
-  while is_alive "$pid" && ((SECONDS < deadline)); do sleep 0.25; done
-  if is_alive "$pid"; then
-    say "Kafka: still running after 30 s, killing it (pid $pid)"
-    kill -KILL "$pid" 2>/dev/null || true
-  fi
+  stop_process Kafka "$pid" TERM 30 KILL
   rm -f "$KAFKA_PID_FILE"
 }
 
@@ -710,11 +717,8 @@ nginx_down() {
     say "nginx: ours is not running"
     return 0
   fi
-  say "nginx: stopping (pid $pid)"
-  kill -QUIT "$pid" 2>/dev/null || true  # graceful: finishes the requests in flight
-  local deadline=$((SECONDS + 15))
-  while is_alive "$pid" && ((SECONDS < deadline)); do sleep 0.1; done
-  if is_alive "$pid"; then kill -TERM "$pid" 2>/dev/null || true; fi
+  # QUIT is nginx's graceful stop: it finishes the requests in flight.
+  stop_process nginx "$pid" QUIT 15 TERM
 }
 
 nginx_status() {

@@ -2,12 +2,9 @@
 under gunicorn, against the real PostgreSQL and Kafka: slow clients, the order cache, request ids,
 refused requests and /metrics."""
 
-import contextlib
 import json
 import re
 import select
-import socket
-import threading
 import time
 import uuid
 
@@ -17,6 +14,7 @@ from app.seed import OrderFactory, encode
 from harness.edge import Edge, nginx_binary
 from harness.kafka import all_committed, create_topics, delete_topics, produce
 from harness.service import Service, free_port, service_env
+from harness.slow_clients import slow_connections
 from harness.waiting import wait_until
 from tests.helpers import metric
 
@@ -85,22 +83,7 @@ def is_json_error(body: bytes) -> bool:
 def test_slow_clients_are_held_by_the_edge_while_others_are_answered(stack):
     _, service, edge = stack
     answered_before = requests_seen(service, route="/healthz", method="GET", status="200")
-    slow = []
-    for _ in range(500):
-        sock = socket.create_connection(("127.0.0.1", edge.port), timeout=5)
-        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: ")
-        slow.append(sock)
-    stop = threading.Event()
-
-    def trickle() -> None:  # one more header byte a second on every slow connection
-        while not stop.wait(1.0):
-            for sock in slow:
-                with contextlib.suppress(OSError):
-                    sock.send(b"a")
-
-    trickler = threading.Thread(target=trickle)
-    trickler.start()
-    try:
+    with slow_connections(edge.port, 500) as slow:
         # A normal client meanwhile: every request answered, each within 1 s.
         answers = []
         for _ in range(20):
@@ -122,11 +105,6 @@ def test_slow_clients_are_held_by_the_edge_while_others_are_answered(stack):
             return not slow
 
         wait_until(all_closed, CLIENT_TIMEOUT_S + 15, "the edge closed the 500 slow connections")
-    finally:
-        stop.set()
-        trickler.join()
-        for sock in slow:
-            sock.close()
     # None of them ever reached gunicorn: it answered the normal client's 20 requests and no more.
     assert requests_seen(service, route="/healthz", method="GET", status="200") - answered_before == 20
 
