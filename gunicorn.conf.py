@@ -2,16 +2,14 @@
 consumer thread in every worker. Every setting can be overridden from the environment; the
 defaults are config.py's."""
 
+import gc
 import os
 import shutil
 import signal
 import tempfile
 
-from dotenv import load_dotenv
-
+# config loads .env itself (the environment wins), before any setting below is read.
 from config import env_int, env_str
-
-load_dotenv()
 
 # prometheus-client's multiprocess mode: every worker writes its metrics here and /metrics adds
 # them up. Set before any worker imports prometheus_client; emptied at each start.
@@ -80,6 +78,9 @@ def post_worker_init(worker):
     from app.tracing import start_tracing
 
     start_tracing()  # in the worker: the exporter's thread must not cross the fork
+    # What start-up built (the app, SQLAlchemy, kafka-python) lives as long as the worker: out of
+    # the collector's way, a collection during a batch or a request scans only their objects.
+    gc.freeze()
     worker.order_consumer.attach(worker.wsgi)
     start_cache_warmup(worker.wsgi)
 

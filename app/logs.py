@@ -33,19 +33,35 @@ class KafkaLogThrottle(logging.Filter):
         return True
 
 
-def trace_fields() -> dict[str, str]:
-    """trace_id / span_id of the current span and request_id of the current request, when any."""
-    from flask import has_request_context, request
+def span_fields() -> dict[str, str]:
+    """trace_id / span_id of the current span, when there is one."""
     from opentelemetry import trace
 
-    fields = {}
     context = trace.get_current_span().get_span_context()
-    if context.is_valid:
-        fields["trace_id"] = format(context.trace_id, "032x")
-        fields["span_id"] = format(context.span_id, "016x")
+    if not context.is_valid:
+        return {}
+    return {"trace_id": format(context.trace_id, "032x"), "span_id": format(context.span_id, "016x")}
+
+
+def trace_fields() -> dict[str, str]:
+    """span_fields() and the request_id of the current request, when any."""
+    from flask import has_request_context, request
+
+    fields = span_fields()
     if has_request_context() and (request_id := request.environ.get("HTTP_X_REQUEST_ID")):
         fields["request_id"] = request_id
     return fields
+
+
+def json_entry(created: float, level: str, logger: str, message: str, process: int,
+               thread: str) -> dict[str, object]:
+    """The fields every LOG_FORMAT=json line starts with."""
+    moment = time.localtime(created)
+    return {
+        "time": time.strftime("%Y-%m-%dT%H:%M:%S", moment) + f".{int(created % 1 * 1000):03d}"
+                + time.strftime("%z", moment),
+        "level": level, "logger": logger, "message": message, "process": process, "thread": thread,
+    }
 
 
 class JsonFormatter(logging.Formatter):
@@ -53,13 +69,8 @@ class JsonFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         entry = {
-            "time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S") + f".{int(record.msecs):03d}"
-                    + time.strftime("%z", time.localtime(record.created)),
-            "level": record.levelname,
-            "logger": record.name,
-            "message": record.getMessage(),
-            "process": record.process,
-            "thread": record.threadName,
+            **json_entry(record.created, record.levelname, record.name, record.getMessage(),
+                         record.process, record.threadName),
             **trace_fields(),
         }
         if record.exc_info:
@@ -96,12 +107,9 @@ def write_access_line(remote: str, method: str, path: str, status: str, request_
     now = time.time()
     if json_lines:
         line = json.dumps({
-            "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(now)) + f".{int(now % 1 * 1000):03d}"
-                    + time.strftime("%z", time.localtime(now)),
-            "level": "INFO", "logger": access_log.name,
-            "message": f'{remote} "{method} {path}" {status}',
-            "process": os.getpid(), "thread": threading.current_thread().name,
-            **trace_fields(), "request_id": request_id,
+            **json_entry(now, "INFO", access_log.name, f'{remote} "{method} {path}" {status}',
+                         os.getpid(), threading.current_thread().name),
+            **span_fields(), "request_id": request_id,
         }, ensure_ascii=False) + "\n"
         os.write(2, line.encode("utf-8", "replace"))
         return

@@ -6,8 +6,8 @@ consumer's spans go to the API's no-op tracer. On:
 - `init_tracing(app)` (the factory) puts OpenTelemetry's WSGI middleware in front of the cache-hit
   fast path, so every request gets a server span (with its X-Request-ID), names Flask's spans by
   route, and traces every PostgreSQL statement of the app's engine (psycopg2's instrumentation on
-  each new connection, which also sees the consumer's execute_values inserts that SQLAlchemy's
-  own events do not);
+  each new connection, which also sees the statements save_orders runs on the raw cursor, where
+  SQLAlchemy's own events do not; its COPYs are not statements it traces);
 - `start_tracing()` creates the provider and its BatchSpanProcessor thread: gunicorn's
   post_worker_init calls it in each worker, after the fork (a thread does not cross a fork), and
   `flush_tracing()` in worker_exit sends what is left.

@@ -3,13 +3,12 @@
 Each case is decided by app.validation.validate_order, as the consumer does; the figure is the best of
 a few rounds (a shared machine only ever slows a round down)."""
 
-import json
 import time
 
 from app.validation import validate_order
-from harness import ROOT
+from harness import contract_example
 
-EXAMPLE = json.loads((ROOT / "docs" / "contract" / "order.example.json").read_text())
+EXAMPLE = contract_example()
 
 
 def cases() -> dict[str, dict]:

@@ -5,7 +5,15 @@ PostgreSQL databases (`postgres`), Kafka topics and records (`kafka`), the servi
 never imports it (an import-linter contract in pyproject.toml says so).
 """
 
+import json
 from pathlib import Path
 
 # The repository: gunicorn runs from here, and scripts/ and docs/ are found from it.
 ROOT = Path(__file__).resolve().parent.parent
+# The order contract and its canonical example live in the repository.
+CONTRACT_DIR = ROOT / "docs" / "contract"
+
+
+def contract_example() -> dict:
+    """A fresh copy of the contract's canonical example order."""
+    return json.loads((CONTRACT_DIR / "order.example.json").read_text())

@@ -15,7 +15,7 @@ from kafka.admin import NewTopic
 from app.ingest.dead_letters import KAFKA_API_VERSION, MAX_DEAD_LETTER_BYTES, MAX_SOURCE_RECORD_BYTES
 
 # Room for the largest record the topics accept, whatever a test or the bench produces.
-MAX_REQUEST_BYTES = 3 * 1024 * 1024
+MAX_REQUEST_BYTES = MAX_DEAD_LETTER_BYTES
 
 Record = tuple[bytes | None, bytes | None]
 

@@ -1,6 +1,8 @@
 """Runs the real service (`gunicorn wsgi:app` with gunicorn.conf.py) as a subprocess, configured
 only through the environment."""
 
+from __future__ import annotations
+
 import os
 import signal
 import socket
@@ -9,10 +11,13 @@ import sys
 import urllib.error
 import urllib.request
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from harness import ROOT
-from harness.kafka import Topics
 from harness.waiting import wait_until
+
+if TYPE_CHECKING:  # kafka-python and the app's ingest package are slow to import; types only
+    from harness.kafka import Topics
 
 GUNICORN = Path(sys.executable).with_name("gunicorn")
 
@@ -39,7 +44,7 @@ class Service:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def launch(self) -> "Service":
+    def launch(self) -> Service:
         """Start gunicorn without waiting for it to answer."""
         log = self.log_path.open("ab")
         self.process = subprocess.Popen(
@@ -47,7 +52,7 @@ class Service:
         )
         return self
 
-    def start(self, timeout_s: float = 30) -> "Service":
+    def start(self, timeout_s: float = 30) -> Service:
         self.launch()
         wait_until(lambda: self.get("/healthz")[0] == 200 or self._died(), timeout_s,
                    f"gunicorn answered /healthz (log: {self.log_path})")
@@ -68,10 +73,10 @@ class Service:
         except OSError:
             return 0, {}, b""
 
-    def rss_bytes(self) -> int:
+    def rss_bytes(self, pids: list[int] | None = None) -> int:
         """Resident memory of the master and its workers together."""
         total = 0
-        for pid in [self.process.pid, *self.worker_pids()]:
+        for pid in pids or [self.process.pid, *self.worker_pids()]:
             try:
                 status = Path(f"/proc/{pid}/status").read_text()
             except OSError:

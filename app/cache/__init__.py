@@ -147,11 +147,6 @@ class OrderCache:
         self._max_order_bytes = max_bytes // 10
         self._miss_ttl = miss_ttl
 
-    @classmethod
-    def from_config(cls, config: Any) -> "OrderCache":
-        return cls(config["CACHE_THRESHOLD"], config["CACHE_MAX_BYTES"], config["CACHE_TTL"],
-                   config["CACHE_MISS_TTL"])
-
     def lookup(self, order_uid: str) -> CachedOrder | KnownMissing | None:
         """The cached order; KNOWN_MISSING if it was recently found missing; None if not known here."""
         if not self.enabled:
@@ -171,8 +166,7 @@ class OrderCache:
         return cached
 
     def put_documents(self, documents: Iterable[dict[str, Any]]) -> None:
-        """Write-through from the consumer, in get_order's served form. Replaces any remembered
-        miss, so an order that arrives is served at once."""
+        """Documents in get_order's served form (the warm-up's). Replaces any remembered miss."""
         for document in documents:
             self.put_document(document)
 
@@ -195,7 +189,9 @@ class OrderCache:
 
 def init_order_cache(app: Flask) -> OrderCache:
     """A fresh cache for `app`, kept in app.extensions."""
-    cache = OrderCache.from_config(app.config)
+    config = app.config
+    cache = OrderCache(config["CACHE_THRESHOLD"], config["CACHE_MAX_BYTES"], config["CACHE_TTL"],
+                       config["CACHE_MISS_TTL"])
     app.extensions[EXTENSION] = cache
     return cache
 

@@ -54,6 +54,15 @@ def _read_letters(consumer: KafkaConsumer, partitions: list[int]) -> Iterator[De
 
 
 @contextmanager
+def _all_letters() -> Iterator[Iterator[DeadLetter]]:
+    """Every dead letter of KAFKA_DLQ_TOPIC up to its end now, read without a group (stats, show)."""
+    with _kafka_errors():
+        partitions = _dlq_partitions()[_config()["KAFKA_DLQ_TOPIC"]]
+        with _consumer() as consumer:
+            yield _read_letters(consumer, partitions)
+
+
+@contextmanager
 def _consumer(group_id: str | None = None) -> Iterator[KafkaConsumer]:
     consumer = new_consumer(_config()["KAFKA_BOOTSTRAP_SERVERS"], group_id)
     try:
@@ -79,10 +88,8 @@ key_option = click.option("--key", default=None, help="Only dead letters with th
 @with_appcontext
 def stats_command(as_json: bool) -> None:
     """Dead letters by dlq.error.type, oldest and newest, extra copies counted apart."""
-    with _kafka_errors():
-        partitions = _dlq_partitions()[_config()["KAFKA_DLQ_TOPIC"]]
-        with _consumer() as consumer:
-            stats = collect_stats(_read_letters(consumer, partitions))
+    with _all_letters() as letters:
+        stats = collect_stats(letters)
     if as_json:
         click.echo(json.dumps(stats.as_json()))
     else:
@@ -117,11 +124,8 @@ def show_command(error_type: str | None, key: str | None, limit: int, as_json: b
     """Dead letters, oldest first, once per source record: source coordinates, error type,
     detail, key and the start of the value. Every byte is shown escaped (invalid UTF-8 and
     control characters as \\xNN, \\uNNNN), so nothing in a record can act on the terminal."""
-    with _kafka_errors():
-        partitions = _dlq_partitions()[_config()["KAFKA_DLQ_TOPIC"]]
-        with _consumer() as consumer:
-            entries, matched = select_letters(_read_letters(consumer, partitions), error_type,
-                                              None if key is None else key.encode(), limit)
+    with _all_letters() as letters:
+        entries, matched = select_letters(letters, error_type, None if key is None else key.encode(), limit)
     for entry in entries:
         click.echo(json.dumps(entry) if as_json else _shown_text(entry))
     if not as_json:

@@ -14,7 +14,7 @@ from opentelemetry.propagate import inject
 from opentelemetry.trace import SpanKind
 from tqdm import tqdm
 
-from app.ingest.dead_letters import KAFKA_API_VERSION
+from app.ingest.dead_letters import KAFKA_API_VERSION, kafka_unreachable
 from app.seed import OrderFactory, encode, invalid_record
 from app.tracing import flush_tracing, start_tracing
 
@@ -66,10 +66,7 @@ def seed_orders(count, rate, seed, invalid_ratio, duplicate_ratio, min_items, ma
     try:
         producer = _producer(bootstrap, topic)
     except KafkaError as exc:
-        raise click.ClickException(
-            f"Kafka is not reachable at {bootstrap} ({exc.__class__.__name__}). Start it with "
-            "`make infra`, or point KAFKA_BOOTSTRAP_SERVERS at a running broker."
-        ) from None
+        raise click.ClickException(kafka_unreachable(bootstrap, exc)) from None
 
     # With tracing on, each record gets a producer span and carries its `traceparent`; off, no
     # header (a made-up one would link the consumer's spans to traces that exist nowhere).

@@ -83,7 +83,8 @@ def save_orders(orders: Sequence[ServedOrder | dict[str, Any]]) -> list[SaveOutc
     for entry in prepared:
         first_by_uid.setdefault(entry.uid, entry)
     try:
-        stored_ids = _insert_new(sorted(first_by_uid.values(), key=lambda entry: entry.uid))
+        # The INSERT … SELECT takes the rows in uid order itself (_INSERT_ORDERS).
+        stored_ids = _insert_new(list(first_by_uid.values()))
         _insert_items(first_by_uid, stored_ids)
         existing = _stored_hashes([uid for uid in first_by_uid if uid not in stored_ids])
         db.session.commit()
@@ -96,13 +97,14 @@ def save_orders(orders: Sequence[ServedOrder | dict[str, Any]]) -> list[SaveOutc
 def _insert_new(candidates: list[_Prepared]) -> dict[str, int]:
     if not candidates:
         return {}
-    rows = _run(lambda cursor: (
-        cursor.execute(_CREATE_INCOMING),
-        _copy(cursor, _COPY_INCOMING, [entry.row for entry in candidates]),
-        cursor.execute(_INSERT_ORDERS),
-        cursor.fetchall(),
-    )[-1])
-    return {uid: order_id for order_id, uid in rows}
+
+    def copy_then_insert(cursor: Any) -> list[tuple[int, str]]:
+        cursor.execute(_CREATE_INCOMING)
+        _copy(cursor, _COPY_INCOMING, [entry.row for entry in candidates])
+        cursor.execute(_INSERT_ORDERS)
+        return cursor.fetchall()
+
+    return {uid: order_id for order_id, uid in _run(copy_then_insert)}
 
 
 _ITEM_COLUMNS = [column.name for column in items_table.columns]  # order_id, position, the item fields

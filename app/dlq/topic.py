@@ -9,7 +9,7 @@ from typing import Any
 from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
 from kafka.errors import CorruptRecordException, KafkaError
 
-from app.ingest.dead_letters import KAFKA_API_VERSION
+from app.ingest.dead_letters import KAFKA_API_VERSION, MAX_DEAD_LETTER_BYTES, kafka_unreachable
 from app.ingest.kafka_records import tolerate_non_utf8_header_keys
 
 # How long a whole read may take before the tool gives up (a topic of a few hundred thousand
@@ -17,7 +17,7 @@ from app.ingest.kafka_records import tolerate_non_utf8_header_keys
 READ_TIMEOUT_S = 120.0
 # Dead letters are as large as the largest record the source topic accepts (2 MiB with the
 # topics `make infra` creates) plus headers; a fetch must hold at least one of them.
-MAX_FETCH_BYTES = 3 * 1024 * 1024
+MAX_FETCH_BYTES = MAX_DEAD_LETTER_BYTES
 _REQUEST_TIMEOUT_MS = 10_000
 
 
@@ -36,10 +36,7 @@ class DlqError(Exception):
 
 
 def unreachable(bootstrap: str, exc: BaseException) -> DlqError:
-    return DlqError(
-        f"Kafka is not reachable at {bootstrap} ({exc.__class__.__name__}). Start it with "
-        "`make infra`, or point KAFKA_BOOTSTRAP_SERVERS at a running broker."
-    )
+    return DlqError(kafka_unreachable(bootstrap, exc))
 
 
 def topic_partitions(bootstrap: str, topics: dict[str, str]) -> dict[str, list[int]]:

@@ -5,7 +5,6 @@ hands it the worker's app, and `worker_exit` stops it and waits for it to commit
 group. `flask consume` runs the same runtime in the foreground.
 """
 
-import gc
 import logging
 import threading
 from collections.abc import Callable
@@ -52,9 +51,6 @@ class ConsumerRuntime:
         if not self._app.config["CONSUMER_ENABLED"]:
             log.info("consumer disabled (CONSUMER_ENABLED=false): this worker only serves reads")
             return
-        # What start-up built (the app, SQLAlchemy, kafka-python) lives as long as the process: out
-        # of the collector's way, a full collection during a batch scans only the batches' objects.
-        gc.freeze()
         self.consumer = OrderConsumer(self._app, on_stored=cache_write_through(self._app))
         if self._stopping.is_set():
             return

@@ -16,6 +16,12 @@ log = logging.getLogger(__name__)
 # Kafka 4 refuses the old requests the client falls back to when its version probe fails.
 KAFKA_API_VERSION = (2, 6, 0)
 
+
+def kafka_unreachable(bootstrap: str, exc: BaseException) -> str:
+    """What every command says when the broker does not answer, and what to do about it."""
+    return (f"Kafka is not reachable at {bootstrap} ({exc.__class__.__name__}). Start it with "
+            "`make infra`, or point KAFKA_BOOTSTRAP_SERVERS at a running broker.")
+
 # The contract's dead-letter headers (docs/contract/README.md); `flask dlq` reads them back.
 HEADER_ERROR_TYPE = "dlq.error.type"
 HEADER_ERROR_DETAIL = "dlq.error.detail"

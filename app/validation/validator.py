@@ -119,7 +119,6 @@ _FLAT_ORDER_SCHEMA = {
     **{name: ORDER_SCHEMA[name] for name in TOP_LEVEL_FIELDS},
     **{f"{group}.{field}": rule for group, schema in NESTED_GROUPS.items() for field, rule in schema.items()},
 }
-_ITEM_SCHEMA = ITEM_SCHEMA
 # Enough items to show a producer the pattern of its mistake.
 MAX_REPORTED_ITEMS = 5
 
@@ -136,7 +135,7 @@ def _validators() -> tuple[OrderValidator, OrderValidator]:
     validators = getattr(_local, "validators", None)
     if validators is None:
         validators = tuple(
-            OrderValidator(schema, allow_unknown=False) for schema in (_FLAT_ORDER_SCHEMA, _ITEM_SCHEMA)
+            OrderValidator(schema, allow_unknown=False) for schema in (_FLAT_ORDER_SCHEMA, ITEM_SCHEMA)
         )
         _local.validators = validators
     return validators

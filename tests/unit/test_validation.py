@@ -11,8 +11,9 @@ import pytest
 from app.ingest.records import ErrorType
 from app.seed import OrderFactory, invalid_record
 from app.validation import parse_rfc3339, validate_order
+from app.validation.schema import ITEM_SCHEMA
 from app.validation.shape import check_shape
-from app.validation.validator import _FLAT_ORDER_SCHEMA, _ITEM_SCHEMA, OrderValidator, _flat_document
+from app.validation.validator import _FLAT_ORDER_SCHEMA, OrderValidator, _flat_document
 from tests.contract_cases import EXAMPLE, INT64_MAX, REJECTIONS, with_change
 
 MISSING = ["order_uid", "delivery", "delivery.email", "payment.bank", "items.0.rid", "date_created"]
@@ -119,7 +120,7 @@ def _errors(validator_class: type, schema: dict, document: dict) -> tuple[bool, 
 
 
 @pytest.mark.parametrize("schema, document", [
-    (_FLAT_ORDER_SCHEMA, _flat_document(EXAMPLE)), (_ITEM_SCHEMA, EXAMPLE["items"][0]),
+    (_FLAT_ORDER_SCHEMA, _flat_document(EXAMPLE)), (ITEM_SCHEMA, EXAMPLE["items"][0]),
 ], ids=["order", "item"])
 def test_the_direct_per_field_step_answers_as_cerberus_own_does(schema, document):
     """OrderValidator's shortcut past Cerberus' per-field queue (app/validation/validator.py) gives
@@ -148,7 +149,7 @@ def test_the_direct_per_field_step_rejects_the_generated_invalid_orders_as_cerbe
         if not isinstance(document, dict) or check_shape(document):
             continue
         for schema, part in [(_FLAT_ORDER_SCHEMA, _flat_document(document)),
-                             *((_ITEM_SCHEMA, item) for item in document["items"][:3])]:
+                             *((ITEM_SCHEMA, item) for item in document["items"][:3])]:
             assert _errors(OrderValidator, schema, part) == _errors(_CerberusOwnStep, schema, part)
             compared += 1
     assert compared > 100
