@@ -21,6 +21,14 @@ DEFAULTS: dict[str, str | int | bool] = {
     "KAFKA_DLQ_TOPIC": "orders-dlq",
     "KAFKA_GROUP_ID": "order-service",
     "KAFKA_TOPIC_PARTITIONS": 6,  # read by `make infra` only
+    # How every Kafka client of the service authenticates (app/kafka_clients.py).
+    "KAFKA_SECURITY_PROTOCOL": "PLAINTEXT",
+    "KAFKA_SASL_MECHANISM": "",
+    "KAFKA_SASL_USERNAME": "",
+    "KAFKA_SASL_PASSWORD": "",  # or KAFKA_SASL_PASSWORD_FILE
+    "KAFKA_SSL_CAFILE": "",
+    "KAFKA_SSL_CERTFILE": "",
+    "KAFKA_SSL_KEYFILE": "",
     "HOST": "0.0.0.0",
     "PORT": 8080,
     "APP_BIND": "127.0.0.1:8081",
@@ -68,6 +76,20 @@ def _raw(name: str) -> str | None:
 def env_str(name: str) -> str:
     raw = _raw(name)
     return str(DEFAULTS[name]) if raw is None else raw
+
+
+def env_secret(name: str) -> str:
+    """A secret: from the file named by NAME_FILE (the convention of Docker and Kubernetes secrets,
+    one trailing newline dropped) when that is set, else from NAME, else the default."""
+    path = os.environ.get(f"{name}_FILE")
+    if not path:
+        return env_str(name)
+    try:
+        with open(path, encoding="utf-8") as file:
+            return file.read().removesuffix("\n")
+    except OSError as exc:
+        raise ValueError(f"{name}_FILE={path!r} cannot be read ({exc.strerror}); fix the path or its "
+                         "permissions") from None
 
 
 def env_int(name: str) -> int:
@@ -139,6 +161,13 @@ class Config:
     KAFKA_TOPIC = env_str("KAFKA_TOPIC")
     KAFKA_DLQ_TOPIC = env_str("KAFKA_DLQ_TOPIC")
     KAFKA_GROUP_ID = env_str("KAFKA_GROUP_ID")
+    KAFKA_SECURITY_PROTOCOL = env_str("KAFKA_SECURITY_PROTOCOL").upper()
+    KAFKA_SASL_MECHANISM = env_str("KAFKA_SASL_MECHANISM").upper()
+    KAFKA_SASL_USERNAME = env_str("KAFKA_SASL_USERNAME")
+    KAFKA_SASL_PASSWORD = env_secret("KAFKA_SASL_PASSWORD")
+    KAFKA_SSL_CAFILE = env_str("KAFKA_SSL_CAFILE")
+    KAFKA_SSL_CERTFILE = env_str("KAFKA_SSL_CERTFILE")
+    KAFKA_SSL_KEYFILE = env_str("KAFKA_SSL_KEYFILE")
 
     # The consumer runs in gunicorn workers only; set false for a read-only replica.
     CONSUMER_ENABLED = env_bool("CONSUMER_ENABLED")

@@ -1,5 +1,6 @@
 """Topics of their own on the configured Kafka, and records in and out of them, with the service's
-own client settings (its pinned protocol version and record size limits)."""
+own client settings (app/kafka_clients.py: the pinned protocol version, TLS and SASL as configured)
+and record size limits."""
 
 import json
 import subprocess
@@ -9,10 +10,14 @@ import time
 import uuid
 from dataclasses import dataclass
 
-from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
+from kafka import KafkaAdminClient, TopicPartition
 from kafka.admin import NewTopic
 
-from app.ingest.dead_letters import KAFKA_API_VERSION, MAX_DEAD_LETTER_BYTES, MAX_SOURCE_RECORD_BYTES
+from app.ingest.dead_letters import MAX_DEAD_LETTER_BYTES, MAX_SOURCE_RECORD_BYTES
+from app.kafka_clients import KafkaSettings, new_admin, new_consumer, new_producer
+from config import Config
+from harness import ROOT
+from harness.waiting import wait_until
 
 # Room for the largest record the topics accept, whatever a test or the bench produces.
 MAX_REQUEST_BYTES = MAX_DEAD_LETTER_BYTES
@@ -31,8 +36,22 @@ class Topics:
     partitions: int
 
 
+def settings(bootstrap: str) -> KafkaSettings:
+    """The configured client settings (security included), on `bootstrap`."""
+    return KafkaSettings.from_config(vars(Config)).with_bootstrap(bootstrap)
+
+
 def admin(bootstrap: str) -> KafkaAdminClient:
-    return KafkaAdminClient(bootstrap_servers=bootstrap, api_version=KAFKA_API_VERSION)
+    return new_admin(settings(bootstrap))
+
+
+def _leaders_elected(client: KafkaAdminClient, names: list[str]) -> bool:
+    described = client.describe_topics(names)
+    return len(described) == len(names) and all(
+        topic["error_code"] == 0 and topic["partitions"]
+        and all(partition["leader"] >= 0 for partition in topic["partitions"])
+        for topic in described
+    )
 
 
 def create_topics(bootstrap: str, partitions: int = 6) -> Topics:
@@ -46,6 +65,9 @@ def create_topics(bootstrap: str, partitions: int = 6) -> Topics:
                      topic_configs={"max.message.bytes": str(MAX_SOURCE_RECORD_BYTES)}),
             NewTopic(topics.dlq, 1, 1, topic_configs={"max.message.bytes": str(MAX_DEAD_LETTER_BYTES)}),
         ])
+        # A producer that sends before the partitions have a leader gets NotLeaderForPartition.
+        wait_until(lambda: _leaders_elected(client, [topics.orders, topics.dlq]), 30,
+                   f"the partitions of {topics.orders} and {topics.dlq} have leaders")
     finally:
         client.close()
     return topics
@@ -63,8 +85,8 @@ def produce(bootstrap: str, topic: str, records: list[Record], per_second: float
             compression: str | None = None) -> None:
     """Produce and wait for every acknowledgement; with `per_second`, as a paced stream; with
     `compression` ("gzip", "snappy", "lz4", "zstd"), in batches compressed so."""
-    producer = KafkaProducer(bootstrap_servers=bootstrap, api_version=KAFKA_API_VERSION, acks="all",
-                             max_request_size=MAX_REQUEST_BYTES, compression_type=compression)
+    producer = new_producer(settings(bootstrap), acks="all", retries=5, max_request_size=MAX_REQUEST_BYTES,
+                            compression_type=compression)
     started = time.monotonic()
     try:
         for index, (key, value) in enumerate(records):
@@ -79,7 +101,10 @@ def produce(bootstrap: str, topic: str, records: list[Record], per_second: float
 
 _RAW_PRODUCER = """
 import json, sys
-from kafka import KafkaProducer
+
+sys.path.insert(0, sys.argv[1])
+from app.kafka_clients import new_producer
+from harness.kafka import settings
 
 class RawKey(str):
     # A header key whose bytes are given as they are, UTF-8 or not.
@@ -91,9 +116,8 @@ class RawKey(str):
     def encode(self, *args, **kwargs):
         return self.raw
 
-bootstrap, topic, api_version, max_request_size = sys.argv[1:5]
-producer = KafkaProducer(bootstrap_servers=bootstrap, api_version=tuple(json.loads(api_version)),
-                         acks="all", max_request_size=int(max_request_size))
+bootstrap, topic, max_request_size = sys.argv[2:5]
+producer = new_producer(settings(bootstrap), acks="all", retries=5, max_request_size=int(max_request_size))
 for line in sys.stdin:
     key, value, headers = json.loads(line)
     producer.send(topic, key=None if key is None else bytes.fromhex(key),
@@ -114,8 +138,8 @@ def produce_raw(bootstrap: str, topic: str,
                     [(k.hex(), v.hex()) for k, v in headers]]) + "\n"
         for key, value, headers in records
     )
-    subprocess.run([sys.executable, "-O", "-c", _RAW_PRODUCER, bootstrap, topic,
-                    json.dumps(KAFKA_API_VERSION), str(MAX_REQUEST_BYTES)],
+    subprocess.run([sys.executable, "-O", "-c", _RAW_PRODUCER, str(ROOT), bootstrap, topic,
+                    str(MAX_REQUEST_BYTES)],
                    input=lines.encode(), check=True, timeout=60)
 
 
@@ -132,7 +156,7 @@ class BackgroundStream:
 
 
 def end_offsets(bootstrap: str, topic: str) -> dict[TopicPartition, int]:
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap, api_version=KAFKA_API_VERSION)
+    consumer = new_consumer(settings(bootstrap))
     try:
         partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
         return consumer.end_offsets(partitions)
@@ -145,8 +169,8 @@ def read_all(bootstrap: str, topic: str, timeout_s: float = 30) -> list:
     ends = {tp: end for tp, end in end_offsets(bootstrap, topic).items() if end > 0}
     if not ends:
         return []
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap, api_version=KAFKA_API_VERSION,
-                             enable_auto_commit=False, max_partition_fetch_bytes=MAX_REQUEST_BYTES)
+    consumer = new_consumer(settings(bootstrap), enable_auto_commit=False,
+                            max_partition_fetch_bytes=MAX_REQUEST_BYTES)
     records = []
     try:
         consumer.assign(list(ends))

@@ -5,17 +5,18 @@ import json
 import re
 import time
 
-from kafka import KafkaProducer, TopicPartition
+from kafka import TopicPartition
 from kafka.admin import NewTopic
 
 from app import create_app
 from app.data.store import get_order
 from app.documents import served_form
 from app.extensions import db
-from app.ingest.dead_letters import KAFKA_API_VERSION
+from app.kafka_clients import new_producer
 from app.seed import OrderFactory, encode
 from config import TestConfig
 from harness.kafka import admin, all_committed, end_offsets, produce, read_all
+from harness.kafka import settings as kafka_settings
 from harness.waiting import wait_until
 
 ESC = "\x1b"
@@ -37,7 +38,7 @@ def wait_for_dead_letters(topics, count: int) -> list:
 
 def republish(topics, record) -> None:
     """Publish a dead letter again, byte for byte (what a consumer restart can do)."""
-    producer = KafkaProducer(bootstrap_servers=topics.bootstrap, api_version=KAFKA_API_VERSION, acks="all",
+    producer = new_producer(kafka_settings(topics.bootstrap), acks="all",
                              max_request_size=3 * 1024 * 1024)
     try:
         producer.send(topics.dlq, key=record.key, value=record.value, headers=record.headers).get(30)
@@ -55,7 +56,7 @@ class _NotUtf8Name(str):
 def send_unchecked(topics, key, value, headers) -> None:
     """KafkaProducer.send without its check: the Java client can write a null key with a null
     value; kafka-python's send() refuses to."""
-    producer = KafkaProducer(bootstrap_servers=topics.bootstrap, api_version=KAFKA_API_VERSION, acks="all")
+    producer = new_producer(kafka_settings(topics.bootstrap), acks="all")
     try:
         producer._wait_on_metadata(topics.dlq, 10)
         future, _, _ = producer._accumulator.append(TopicPartition(topics.dlq, 0), int(time.time() * 1000),

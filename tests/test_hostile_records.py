@@ -137,12 +137,11 @@ def test_a_compressed_batch_that_would_fill_the_memory_costs_only_its_records(
     """A gzip batch of 80 MiB of zeros is about 80 KB on the wire; decompressed whole, it would be
     80 MiB in the worker (a 2 MiB one, 2 GiB). It is refused at a bound, its record dead-lettered as
     too_large, and the orders after it in the same partition are stored."""
-    from kafka import KafkaProducer
-
-    from app.ingest.dead_letters import KAFKA_API_VERSION
+    from app.kafka_clients import new_producer
+    from harness.kafka import settings as kafka_settings
 
     bomb_size = 80 * MIB
-    producer = KafkaProducer(bootstrap_servers=topics.bootstrap, api_version=KAFKA_API_VERSION, acks="all",
+    producer = new_producer(kafka_settings(topics.bootstrap), acks="all",
                              compression_type="gzip", max_request_size=bomb_size + MIB,
                              buffer_memory=2 * bomb_size)
     try:

@@ -10,15 +10,15 @@ import threading
 from pathlib import Path
 
 import pytest
-from kafka import KafkaProducer
 from opentelemetry import trace
 
 from app import create_app
-from app.ingest.dead_letters import KAFKA_API_VERSION
+from app.kafka_clients import new_producer
 from app.seed import OrderFactory, encode
 from config import TestConfig
 from harness import ROOT
 from harness.kafka import all_committed, read_all
+from harness.kafka import settings as kafka_settings
 from harness.otlp import OtlpReceiver, ReceivedSpan
 from harness.service import Service, service_env
 from harness.waiting import wait_until
@@ -33,7 +33,7 @@ def traceparent() -> tuple[str, str, str]:
 
 
 def produce_with_headers(bootstrap: str, topic: str, records: list[tuple[bytes, bytes, list]]) -> None:
-    producer = KafkaProducer(bootstrap_servers=bootstrap, api_version=KAFKA_API_VERSION, acks="all")
+    producer = new_producer(kafka_settings(bootstrap), acks="all")
     try:
         for key, value, headers in records:
             producer.send(topic, key=key, value=value, headers=headers)

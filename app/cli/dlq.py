@@ -17,6 +17,7 @@ from app.dlq.replay import REPLAY_GROUP_SUFFIX, Outcome, Plan, make_plan, read_l
 from app.dlq.summary import Stats, collect_stats, iso_time, select_letters
 from app.dlq.topic import DlqError, new_consumer, read_records, topic_partitions
 from app.ingest.records import ErrorType
+from app.kafka_clients import KafkaSettings
 
 EXIT_CODES = """\b
 Exit codes: 0 done; 1 Kafka unreachable, a topic missing or the topic not
@@ -34,6 +35,10 @@ def _config() -> dict[str, Any]:
     return current_app.config
 
 
+def _kafka() -> KafkaSettings:
+    return KafkaSettings.from_config(current_app.config)
+
+
 @contextmanager
 def _kafka_errors() -> Iterator[None]:
     try:
@@ -45,11 +50,11 @@ def _kafka_errors() -> Iterator[None]:
 def _dlq_partitions(*also: tuple[str, str]) -> dict[str, list[int]]:
     config = _config()
     topics = {config["KAFKA_DLQ_TOPIC"]: "KAFKA_DLQ_TOPIC"} | dict(also)
-    return topic_partitions(config["KAFKA_BOOTSTRAP_SERVERS"], topics)
+    return topic_partitions(_kafka(), topics)
 
 
 def _read_letters(consumer: KafkaConsumer, partitions: list[int]) -> Iterator[DeadLetter]:
-    for record in read_records(consumer, _config()["KAFKA_DLQ_TOPIC"], partitions):
+    for record in read_records(_kafka(), consumer, _config()["KAFKA_DLQ_TOPIC"], partitions):
         yield DeadLetter.from_record(record)
 
 
@@ -64,7 +69,7 @@ def _all_letters() -> Iterator[Iterator[DeadLetter]]:
 
 @contextmanager
 def _consumer(group_id: str | None = None) -> Iterator[KafkaConsumer]:
-    consumer = new_consumer(_config()["KAFKA_BOOTSTRAP_SERVERS"], group_id)
+    consumer = new_consumer(_kafka(), group_id)
     try:
         yield consumer
     finally:
@@ -170,14 +175,14 @@ def replay_command(error_type: str | None, key: str | None, limit: int | None, d
     with _kafka_errors():
         partitions = _dlq_partitions((target, "KAFKA_TOPIC"))[dlq_topic]
         with _consumer(group) as consumer:
-            ledgers = read_ledgers(consumer, dlq_topic, partitions)
+            ledgers = read_ledgers(_kafka(), consumer, dlq_topic, partitions)
             plan = make_plan(_read_letters(consumer, partitions), ledgers, error_type,
                              None if key is None else key.encode(), limit, again)
             if dry_run:
                 _print_plan(plan, dlq_topic, target)
                 return
             with tqdm(total=len(plan.to_replay), unit="record", disable=None, mininterval=0.5) as bar:
-                outcome = replay(consumer, dlq_topic, target, plan, ledgers, _ticker(bar))
+                outcome = replay(_kafka(), consumer, dlq_topic, target, plan, ledgers, _ticker(bar))
     _print_outcome(plan, outcome, target)
 
 

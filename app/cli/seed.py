@@ -14,17 +14,16 @@ from opentelemetry.propagate import inject
 from opentelemetry.trace import SpanKind
 from tqdm import tqdm
 
-from app.ingest.dead_letters import KAFKA_API_VERSION, kafka_unreachable
+from app.kafka_clients import KafkaSettings, new_producer, unreachable_message
 from app.seed import OrderFactory, encode, invalid_record
 from app.tracing import flush_tracing, start_tracing
 
 _tracer = trace.get_tracer("app.cli.seed")
 
 
-def _producer(bootstrap: str, topic: str) -> KafkaProducer:
-    producer = KafkaProducer(
-        bootstrap_servers=bootstrap,
-        api_version=KAFKA_API_VERSION,
+def _producer(settings: KafkaSettings, topic: str) -> KafkaProducer:
+    producer = new_producer(
+        settings,
         acks="all",
         linger_ms=20,
         batch_size=256 * 1024,
@@ -61,12 +60,12 @@ def seed_orders(count, rate, seed, invalid_ratio, duplicate_ratio, min_items, ma
         raise click.BadParameter("--min-items must not exceed --max-items")
     if invalid_ratio + duplicate_ratio > 1:
         raise click.BadParameter("--invalid-ratio and --duplicate-ratio add up to more than 1")
-    bootstrap = current_app.config["KAFKA_BOOTSTRAP_SERVERS"]
+    kafka = KafkaSettings.from_config(current_app.config)
     topic = topic or current_app.config["KAFKA_TOPIC"]
     try:
-        producer = _producer(bootstrap, topic)
+        producer = _producer(kafka, topic)
     except KafkaError as exc:
-        raise click.ClickException(kafka_unreachable(bootstrap, exc)) from None
+        raise click.ClickException(unreachable_message(kafka, exc)) from None
 
     # With tracing on, each record gets a producer span and carries its `traceparent`; off, no
     # header (a made-up one would link the consumer's spans to traces that exist nowhere).

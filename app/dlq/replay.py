@@ -24,7 +24,7 @@ from kafka.structs import OffsetAndMetadata
 from app.dlq.records import DeadLetter, Source
 from app.dlq.summary import matches
 from app.dlq.topic import MAX_FETCH_BYTES, DlqError, read_records, unreachable
-from app.ingest.dead_letters import KAFKA_API_VERSION
+from app.kafka_clients import KafkaSettings, new_producer
 
 REPLAYED_FROM_HEADER = "dlq.replayed.from"
 REPLAY_GROUP_SUFFIX = "-dlq-replay"
@@ -144,14 +144,15 @@ def _settle(plan: Plan, entry: Entry, reason: str) -> None:
     plan.skipped[reason] += 1
 
 
-def read_ledgers(consumer: KafkaConsumer, topic: str, partitions: list[int]) -> dict[int, Ledger]:
+def read_ledgers(settings: KafkaSettings, consumer: KafkaConsumer, topic: str,
+                 partitions: list[int]) -> dict[int, Ledger]:
     ledgers = {}
     try:
         for partition in partitions:
             committed = consumer.committed(TopicPartition(topic, partition), metadata=True)
             ledgers[partition] = Ledger.from_commit(committed)
     except KafkaError as exc:
-        raise unreachable(consumer.config["bootstrap_servers"], exc) from None
+        raise unreachable(settings, exc) from None
     return ledgers
 
 
@@ -162,14 +163,14 @@ class Outcome:
     forgotten: int = 0  # dealt with but past the metadata budget: a later run may replay them
 
 
-def replay(consumer: KafkaConsumer, dlq_topic: str, target_topic: str, plan: Plan,
+def replay(settings: KafkaSettings, consumer: KafkaConsumer, dlq_topic: str, target_topic: str, plan: Plan,
            ledgers: dict[int, Ledger], on_ack: Callable[[], None]) -> Outcome:
     """Produce the plan's records to `target_topic`, wait for the broker's acknowledgements, then
     commit what is dealt with. A record not acknowledged is not remembered: the next run retries."""
     outcome = Outcome()
     acked: set[Position] = set()
     if plan.to_replay:
-        acked = _produce(consumer, dlq_topic, target_topic, plan, on_ack, outcome)
+        acked = _produce(settings, consumer, dlq_topic, target_topic, plan, on_ack, outcome)
     dealt_with = plan.settled | acked | {copy for copy, first in plan.copies.items() if first in acked}
     offsets = {}
     for partition, ledger in ledgers.items():
@@ -187,20 +188,19 @@ def replay(consumer: KafkaConsumer, dlq_topic: str, target_topic: str, plan: Pla
     return outcome
 
 
-def _produce(consumer: KafkaConsumer, dlq_topic: str, target_topic: str, plan: Plan,
-             on_ack: Callable[[], None], outcome: Outcome) -> set[Position]:
-    bootstrap = consumer.config["bootstrap_servers"]
+def _produce(settings: KafkaSettings, consumer: KafkaConsumer, dlq_topic: str, target_topic: str,
+             plan: Plan, on_ack: Callable[[], None], outcome: Outcome) -> set[Position]:
     try:
-        producer = KafkaProducer(
-            bootstrap_servers=bootstrap, api_version=KAFKA_API_VERSION, acks="all", retries=5,
+        producer = new_producer(
+            settings, acks="all", retries=5,
             # Replays of one key keep their order.
             max_in_flight_requests_per_connection=1,
             max_request_size=MAX_FETCH_BYTES, linger_ms=20, max_block_ms=10_000,
             client_id="order-service-dlq-replay",
         )
     except KafkaError as exc:
-        raise unreachable(bootstrap, exc) from None
-    send = _Sender(consumer, producer, dlq_topic, target_topic, plan, on_ack, outcome)
+        raise unreachable(settings, exc) from None
+    send = _Sender(settings, consumer, producer, dlq_topic, target_topic, plan, on_ack, outcome)
     try:
         futures = send(set(plan.to_replay), one_by_one=False)
         too_large = {position for position, future in futures.items()
@@ -224,6 +224,7 @@ def _produce(consumer: KafkaConsumer, dlq_topic: str, target_topic: str, plan: P
 
 @dataclass
 class _Sender:
+    settings: KafkaSettings
     consumer: KafkaConsumer
     producer: KafkaProducer
     dlq_topic: str
@@ -242,7 +243,8 @@ class _Sender:
         futures: dict[Position, Any] = {}
         attempted: set[Position] = set()
         try:
-            for record in read_records(self.consumer, self.dlq_topic, sorted(start), start, stop):
+            records = read_records(self.settings, self.consumer, self.dlq_topic, sorted(start), start, stop)
+            for record in records:
                 position = (record.partition, record.offset)
                 if position not in positions:
                     continue

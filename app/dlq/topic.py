@@ -6,11 +6,13 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
+from kafka import KafkaConsumer, TopicPartition
 from kafka.errors import CorruptRecordException, KafkaError
 
-from app.ingest.dead_letters import KAFKA_API_VERSION, MAX_DEAD_LETTER_BYTES, kafka_unreachable
+from app.ingest.dead_letters import MAX_DEAD_LETTER_BYTES
 from app.ingest.kafka_records import tolerate_non_utf8_header_keys
+from app.kafka_clients import KafkaSettings, new_admin, unreachable_message
+from app.kafka_clients import new_consumer as new_kafka_consumer
 
 # How long a whole read may take before the tool gives up (a topic of a few hundred thousand
 # dead letters reads in well under that on these machines).
@@ -35,23 +37,22 @@ class DlqError(Exception):
     """A failure the user can act on; the message says what to do. Exit code 1."""
 
 
-def unreachable(bootstrap: str, exc: BaseException) -> DlqError:
-    return DlqError(kafka_unreachable(bootstrap, exc))
+def unreachable(settings: KafkaSettings, exc: BaseException) -> DlqError:
+    return DlqError(unreachable_message(settings, exc))
 
 
-def topic_partitions(bootstrap: str, topics: dict[str, str]) -> dict[str, list[int]]:
+def topic_partitions(settings: KafkaSettings, topics: dict[str, str]) -> dict[str, list[int]]:
     """Each topic's partitions, asked of the admin API (which fails fast when the broker is down
     and, unlike a consumer or producer, never auto-creates a topic it asks about). `topics` maps
     a topic to the setting it comes from, for the error message."""
     try:
-        client = KafkaAdminClient(bootstrap_servers=bootstrap, api_version=KAFKA_API_VERSION,
-                                  request_timeout_ms=_REQUEST_TIMEOUT_MS, client_id="order-service-dlq")
+        client = new_admin(settings, request_timeout_ms=_REQUEST_TIMEOUT_MS, client_id="order-service-dlq")
     except KafkaError as exc:
-        raise unreachable(bootstrap, exc) from None
+        raise unreachable(settings, exc) from None
     try:
         described = client.describe_topics(list(topics))
     except KafkaError as exc:
-        raise unreachable(bootstrap, exc) from None
+        raise unreachable(settings, exc) from None
     finally:
         client.close()
     partitions: dict[str, list[int]] = {}
@@ -59,20 +60,19 @@ def topic_partitions(bootstrap: str, topics: dict[str, str]) -> dict[str, list[i
         if entry["error_code"] != 0 or not entry["partitions"]:
             setting = topics.get(entry["topic"], "the topic")
             raise DlqError(
-                f"topic {entry['topic']} does not exist on {bootstrap} (error code "
+                f"topic {entry['topic']} does not exist on {settings.bootstrap_servers} (error code "
                 f"{entry['error_code']}); check {setting} (`make infra` creates the service's topics)."
             )
         partitions[entry["topic"]] = sorted(p["partition"] for p in entry["partitions"])
     return partitions
 
 
-def new_consumer(bootstrap: str, group_id: str | None = None) -> KafkaConsumer:
+def new_consumer(settings: KafkaSettings, group_id: str | None = None) -> KafkaConsumer:
     """A consumer for assign(): never auto-commits; `group_id` only to read and commit offsets."""
     # Header names that are not UTF-8 reach the tool (shown escaped) instead of failing the fetch.
     tolerate_non_utf8_header_keys()
-    return KafkaConsumer(
-        bootstrap_servers=bootstrap,
-        api_version=KAFKA_API_VERSION,
+    return new_kafka_consumer(
+        settings,
         group_id=group_id,
         enable_auto_commit=False,
         auto_offset_reset="earliest",
@@ -83,7 +83,7 @@ def new_consumer(bootstrap: str, group_id: str | None = None) -> KafkaConsumer:
     )
 
 
-def read_records(consumer: KafkaConsumer, topic: str, partitions: list[int],
+def read_records(settings: KafkaSettings, consumer: KafkaConsumer, topic: str, partitions: list[int],
                  start: dict[int, int] | None = None, stop: dict[int, int] | None = None,
                  timeout_s: float = READ_TIMEOUT_S) -> Iterator[Any]:
     """Yield the records of `topic` from `start` (default: the beginning) up to `stop` (default:
@@ -95,7 +95,7 @@ def read_records(consumer: KafkaConsumer, topic: str, partitions: list[int],
     try:
         ends = consumer.end_offsets(tps)
     except KafkaError as exc:
-        raise unreachable(consumer.config["bootstrap_servers"], exc) from None
+        raise unreachable(settings, exc) from None
     for tp in tps:
         if stop and tp.partition in stop:
             ends[tp] = min(ends[tp], stop[tp.partition])

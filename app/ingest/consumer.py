@@ -22,10 +22,11 @@ from sqlalchemy.exc import DataError, IntegrityError, SQLAlchemyError
 from app.data.errors import first_line
 from app.data.store import SaveOutcome, save_orders
 from app.documents import ServedOrder
-from app.ingest.dead_letters import KAFKA_API_VERSION, DeadLetterPublisher
+from app.ingest.dead_letters import DeadLetterPublisher
 from app.ingest.kafka_records import tolerate_non_utf8_header_keys
 from app.ingest.records import ErrorType, Rejection, check_headers, decode_order
 from app.ingest.spans import record_links, start_batch_span, tracer
+from app.kafka_clients import KafkaSettings, new_consumer
 from app.metrics import (
     BATCH_DURATION,
     BATCH_SIZE,
@@ -155,6 +156,7 @@ class OrderConsumer:
     def __init__(self, app: Flask, on_stored: Callable[[list[ServedOrder]], None] | None = None) -> None:
         self.app = app
         self.config = app.config
+        self.kafka = KafkaSettings.from_config(app.config)
         self.on_stored = on_stored
         self.stop_event = threading.Event()
         self.joined = threading.Event()
@@ -228,17 +230,14 @@ class OrderConsumer:
     def _connect(self) -> None:
         # With api_version pinned, neither client contacts the broker here: nothing to wait for.
         self._consumer = self._new_consumer()
-        self._publisher = DeadLetterPublisher(
-            self.config["KAFKA_BOOTSTRAP_SERVERS"], self.config["KAFKA_DLQ_TOPIC"]
-        )
+        self._publisher = DeadLetterPublisher(self.kafka, self.config["KAFKA_DLQ_TOPIC"])
         self._end_outage()
 
     def _new_consumer(self) -> KafkaConsumer:
         tolerate_non_utf8_header_keys()
-        consumer = KafkaConsumer(
-            bootstrap_servers=self.config["KAFKA_BOOTSTRAP_SERVERS"],
+        consumer = new_consumer(
+            self.kafka,
             group_id=self.config["KAFKA_GROUP_ID"],
-            api_version=KAFKA_API_VERSION,
             enable_auto_commit=False,
             # A new group starts from the beginning: orders already in the topic are not skipped.
             auto_offset_reset="earliest",

@@ -5,22 +5,13 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
-from kafka import KafkaProducer
 from kafka.errors import MessageSizeTooLargeError
 
 from app.ingest.records import Rejection
 from app.ingest.spans import TRACEPARENT, traceparent_of
+from app.kafka_clients import KafkaSettings, new_producer
 
 log = logging.getLogger(__name__)
-
-# Kafka 4 refuses the old requests the client falls back to when its version probe fails.
-KAFKA_API_VERSION = (2, 6, 0)
-
-
-def kafka_unreachable(bootstrap: str, exc: BaseException) -> str:
-    """What every command says when the broker does not answer, and what to do about it."""
-    return (f"Kafka is not reachable at {bootstrap} ({exc.__class__.__name__}). Start it with "
-            "`make infra`, or point KAFKA_BOOTSTRAP_SERVERS at a running broker.")
 
 # The contract's dead-letter headers (docs/contract/README.md); `flask dlq` reads them back.
 HEADER_ERROR_TYPE = "dlq.error.type"
@@ -78,12 +69,11 @@ def dead_letter_key(record: Any) -> bytes | None:
 class DeadLetterPublisher:
     """Sends dead letters and waits for the broker's acknowledgement of every one of them."""
 
-    def __init__(self, bootstrap_servers: str, topic: str, timeout_s: float = 15.0) -> None:
+    def __init__(self, settings: KafkaSettings, topic: str, timeout_s: float = 15.0) -> None:
         self.topic = topic
         self._timeout_s = timeout_s
-        self._producer = KafkaProducer(
-            bootstrap_servers=bootstrap_servers,
-            api_version=KAFKA_API_VERSION,
+        self._producer = new_producer(
+            settings,
             acks="all",
             retries=5,
             # Keeps the order of retried sends, so a dead letter never overtakes an earlier one.
