@@ -6,7 +6,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /srv/order-service
 
 # Debian's nginx, the same as `make infra` installs: docker-compose runs the edge from this image
-# too, with the config rendered by scripts/render_nginx.py.
+# too, with the config rendered by devstack/edge_config.py.
 RUN apt-get update && apt-get install -y --no-install-recommends nginx && rm -rf /var/lib/apt/lists/*
 
 COPY requirements.txt .
@@ -16,7 +16,7 @@ COPY app ./app
 COPY migrations ./migrations
 COPY config.py wsgi.py gunicorn.conf.py .flaskenv ./
 COPY infra/nginx ./infra/nginx
-COPY scripts/render_nginx.py ./scripts/
+COPY devstack/__init__.py devstack/edge_config.py devstack/template.py ./devstack/
 
 RUN useradd --system --uid 10001 orders
 USER orders

@@ -28,13 +28,13 @@ $(STAMP): requirements.txt requirements-dev.txt
 	@rm -f $(VENV)/.installed-* && touch $@
 
 infra: install ## start PostgreSQL, Kafka and the edge (nginx); a no-op when they are up
-	@bash scripts/infra.sh up
+	@$(BIN)/python -m devstack up
 
-infra-down: ## stop the PostgreSQL, Kafka and nginx that `make infra` started
-	@bash scripts/infra.sh down
+infra-down: install ## stop the PostgreSQL, Kafka and nginx that `make infra` started
+	@$(BIN)/python -m devstack down
 
-infra-status: ## what runs where
-	@bash scripts/infra.sh status || true
+infra-status: install ## what runs where
+	@$(BIN)/python -m devstack status || true
 
 migrate: infra ## flask db upgrade on DATABASE_URL
 	@$(BIN)/flask db upgrade

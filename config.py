@@ -2,7 +2,9 @@
 match `make infra`, so a fresh clone runs without any configuration at all."""
 
 import os
+import pwd
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from dotenv import load_dotenv
@@ -12,8 +14,9 @@ load_dotenv()
 
 
 # Every variable the service, gunicorn.conf.py and `make infra` read, with its default: the one
-# place a default is written. gunicorn.conf.py reads its settings from here; .env.example, README's
-# table, docker-compose.yml and scripts/infra.sh are checked against it (tests/unit/test_defaults.py).
+# place a default is written. gunicorn.conf.py and devstack/ (`make infra`) read their settings from
+# here; .env.example, README's table and docker-compose.yml are checked against it
+# (tests/unit/test_defaults.py).
 DEFAULTS: dict[str, str | int | bool] = {
     "DATABASE_URL": "postgresql+psycopg2://orders:orders@127.0.0.1:5432/orders",
     "KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:9092",
@@ -21,6 +24,7 @@ DEFAULTS: dict[str, str | int | bool] = {
     "KAFKA_DLQ_TOPIC": "orders-dlq",
     "KAFKA_GROUP_ID": "order-service",
     "KAFKA_TOPIC_PARTITIONS": 6,  # read by `make infra` only
+    "KAFKA_CONTROLLER_PORT": 9093,  # `make infra`'s broker only (its KRaft controller listener)
     # How every Kafka client of the service authenticates (app/kafka_clients.py).
     "KAFKA_SECURITY_PROTOCOL": "PLAINTEXT",
     "KAFKA_SASL_MECHANISM": "",
@@ -118,6 +122,49 @@ def env_choice(name: str, choices: tuple[str, ...]) -> str:
     if value not in choices:
         raise ValueError(f"{name}={value!r} is not one of {', '.join(choices)}")
     return value
+
+
+def private_dir(path: str | os.PathLike, mode: int = 0o700, owner: int | None = None,
+                group: int | None = None, also_owned_by: tuple[int, ...] = ()) -> Path:
+    """A directory of our own at `path`, safe on a host shared with other users: created with
+    `mode` when missing (its parent must exist), else used only when it is a real directory (a
+    symlink is never followed) that belongs to `owner` (default: this process's user; or to one
+    of `also_owned_by`, then taken over). Its owner, `group` and mode are then set, so a directory
+    made wider by an older version is narrowed. Raises PermissionError saying what to do."""
+    path = Path(path)
+    uid = os.geteuid() if owner is None else owner
+    created = True
+    try:
+        os.mkdir(path, 0o700)
+    except FileExistsError:
+        created = False
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+    except OSError:
+        raise PermissionError(
+            f"{path} is a symbolic link or not a directory, so it is refused: following it could put "
+            f"our files, or hand another directory, where someone else chose. Remove it (rm '{path}') "
+            "and retry.") from None
+    try:
+        found = os.fstat(fd).st_uid
+        if not created and found not in (uid, *also_owned_by):
+            raise PermissionError(
+                f"{path} belongs to {_user_name(found)}, not {_user_name(uid)}, so it is refused: "
+                f"someone else may read or plant files in it. If it is ours, "
+                f"chown {_user_name(uid)} '{path}'; otherwise remove it and retry.")
+        if found != uid or group is not None:
+            os.fchown(fd, uid, -1 if group is None else group)
+        os.fchmod(fd, mode)
+    finally:
+        os.close(fd)
+    return path
+
+
+def _user_name(uid: int) -> str:
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return f"uid {uid}"
 
 
 # TCP keepalives on every PostgreSQL connection: a peer that vanished without a word (a host gone,

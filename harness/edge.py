@@ -1,5 +1,5 @@
 """Runs the edge (nginx with the config rendered from infra/nginx/nginx.conf.template by
-scripts/render_nginx.py, as `make infra` does) in front of a gunicorn."""
+devstack.edge_config, as `make infra` does) in front of a gunicorn."""
 
 import http.client
 import os
@@ -14,8 +14,6 @@ from pathlib import Path
 from harness import ROOT
 from harness.service import free_port
 from harness.waiting import wait_until
-
-RENDER = ROOT / "scripts" / "render_nginx.py"
 
 
 def nginx_binary() -> str | None:
@@ -42,8 +40,10 @@ class Edge:
     def start(self, timeout_s: float = 10) -> "Edge":
         nginx = nginx_binary()
         assert nginx, "nginx is not installed; `make infra` installs it"
-        subprocess.run([sys.executable, str(RENDER), "--prefix", str(self.prefix), "--cache-dir",
-                        str(self.cache_dir)], env=self.env, check=True, capture_output=True)
+        # In a process of its own: the settings are this edge's environment, not the tests'.
+        subprocess.run([sys.executable, "-m", "devstack.edge_config", "--prefix", str(self.prefix),
+                        "--cache-dir", str(self.cache_dir)], cwd=ROOT, env=self.env, check=True,
+                       capture_output=True)
         log = (self.prefix / "logs" / "stderr.log").open("ab")
         self.process = subprocess.Popen(
             [nginx, "-p", str(self.prefix), "-c", str(self.prefix / "nginx.conf"), "-g", "daemon off;"],

@@ -21,8 +21,8 @@ HEADER_SOURCE_PARTITION = "dlq.source.partition"
 HEADER_SOURCE_OFFSET = "dlq.source.offset"
 
 # The largest record the source topic accepts (the broker's and the topic's max.message.bytes), and
-# what its dead letter may grow to: the record plus the dlq.* headers. scripts/infra.sh creates the
-# topics with these limits.
+# what its dead letter may grow to: the record plus the dlq.* headers. `make infra` (devstack/kafka.py)
+# creates the topics with these limits and renders the broker's from the first.
 MAX_SOURCE_RECORD_BYTES = 2 * 1024 * 1024
 MAX_DEAD_LETTER_BYTES = 3 * 1024 * 1024
 # A detail can quote the record (an unknown key of 1 MiB): past this it is cut, and says so.

@@ -113,15 +113,3 @@ def test_the_header_key_parser_is_the_one_copied_for_the_pinned_client():
     from app.ingest.kafka_records import PATCHED_VERSION
 
     assert version("kafka-python-ng") == PATCHED_VERSION
-
-
-def test_the_topic_limits_agree_with_the_infrastructure():
-    from pathlib import Path
-
-    from app.ingest.dead_letters import MAX_SOURCE_RECORD_BYTES
-
-    root = Path(__file__).resolve().parents[2]
-    broker = (root / "infra" / "kafka" / "server.properties").read_text()
-    assert f"message.max.bytes={MAX_SOURCE_RECORD_BYTES}" in broker
-    infra = (root / "scripts" / "infra.sh").read_text()
-    assert f'source_topic: "{MAX_SOURCE_RECORD_BYTES}", dlq_topic: "{MAX_DEAD_LETTER_BYTES}"' in infra

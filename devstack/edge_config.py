@@ -1,10 +1,12 @@
 """Render the edge's nginx.conf from infra/nginx/nginx.conf.template and config.py's settings.
 
-    python scripts/render_nginx.py --prefix DIR [--cache-dir DIR]
+    python -m devstack.edge_config --prefix DIR [--cache-dir DIR]
 
 writes DIR/nginx.conf and creates DIR/logs, DIR/run and the cache and temp dirs (tmpfs is
-best for the cache: every miss writes a file). Start it with `nginx -p DIR -c DIR/nginx.conf`.
-Used by scripts/infra.sh, the tests and docker-compose, so all three run the same edge.
+best for the cache: every miss writes a file), each a private directory (config.private_dir:
+never a symlink, never someone else's). Start it with `nginx -p DIR -c DIR/nginx.conf`.
+Used by `make infra` (devstack/nginx.py), the tests and docker-compose, so all three run the same
+edge. It needs config.py and app/ only, not the rest of devstack (the service image runs it).
 
 Every value is checked before it goes into the file: a setting is never a way to inject nginx
 directives.
@@ -18,15 +20,14 @@ import re
 import sys
 from pathlib import Path
 
+from app.errors import RETRY_AFTER_S
+from config import Config, private_dir
+from devstack.template import render
+
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from app.errors import RETRY_AFTER_S  # noqa: E402
-from config import Config  # noqa: E402
-
 TEMPLATE = ROOT / "infra" / "nginx" / "nginx.conf.template"
-PLACEHOLDER = re.compile(r"\$\{([A-Z][A-Z0-9_]*)\}")
-# When nginx starts as root, its workers (the part that talks to clients) run as this user.
+# When nginx starts as root, its workers (the part that talks to clients) run as this unprivileged
+# user; they alone write the cache.
 WORKER_USER = "www-data"
 
 
@@ -92,23 +93,34 @@ def values(config: type, prefix: Path, cache_dir: Path) -> dict[str, str]:
     }
 
 
-def render(template: str, substitutions: dict[str, str]) -> str:
-    unknown = sorted(set(PLACEHOLDER.findall(template)) - set(substitutions))
-    if unknown:
-        raise ValueError(f"the template names settings this script does not know: {', '.join(unknown)}")
-    return PLACEHOLDER.sub(lambda match: substitutions[match.group(1)], template)
-
-
 def prepare_dirs(prefix: Path, cache_dir: Path) -> None:
     """Logs and the pid file are written by the master; the cache and temp files by the workers,
-    which run as WORKER_USER when the master is root."""
-    for path in (prefix / "logs", prefix / "run"):
-        path.mkdir(parents=True, exist_ok=True)
-    for path in (cache_dir, cache_dir / "orders", cache_dir / "temp"):
-        path.mkdir(parents=True, exist_ok=True)
-        if os.geteuid() == 0:
-            user = pwd.getpwnam(WORKER_USER)
-            os.chown(path, user.pw_uid, user.pw_gid)
+    which run as WORKER_USER when the master is root. Every one is private: the cache holds
+    customers' orders, and a planted symlink must not lead our files (or, as root, a chown)
+    elsewhere."""
+    for path in (prefix, prefix / "logs", prefix / "run"):
+        private_dir(path)
+    if os.geteuid() != 0:
+        for path in (cache_dir, cache_dir / "orders", cache_dir / "temp"):
+            private_dir(path)
+        return
+    worker = pwd.getpwnam(WORKER_USER)
+    # The workers pass through the cache dir (0750, their group); an older version gave it to them.
+    private_dir(cache_dir, 0o750, group=worker.pw_gid, also_owned_by=(worker.pw_uid,))
+    for path in (cache_dir / "orders", cache_dir / "temp"):
+        private_dir(path, owner=worker.pw_uid, group=worker.pw_gid)
+
+
+def write_config(config: type, prefix: Path, cache_dir: Path) -> Path:
+    """Render PREFIX/nginx.conf and prepare its directories; raises ValueError for a bad setting
+    (before anything is written) and PermissionError for an unsafe directory."""
+    text = render(TEMPLATE.read_text(), values(config, prefix, cache_dir))
+    prepare_dirs(prefix, cache_dir)
+    target = prefix / "nginx.conf"
+    tmp = target.with_suffix(".tmp")
+    tmp.write_text(text)
+    tmp.replace(target)
+    return target
 
 
 def main() -> None:
@@ -117,18 +129,13 @@ def main() -> None:
     parser.add_argument("--cache-dir", type=Path,
                         help="cache and temp files (default: EDGE_CACHE_DIR, else PREFIX/cache)")
     args = parser.parse_args()
-    prefix = args.prefix.resolve()
-    cache_dir = (args.cache_dir or Path(Config.EDGE_CACHE_DIR or prefix / "cache")).resolve()
+    # Absolute, not resolved: a symlink on the way is refused, never followed.
+    prefix = args.prefix.absolute()
+    cache_dir = (args.cache_dir or Path(Config.EDGE_CACHE_DIR or prefix / "cache")).absolute()
     try:
-        text = render(TEMPLATE.read_text(), values(Config, prefix, cache_dir))
-    except ValueError as exc:
-        sys.exit(f"render_nginx: {exc}")
-    prepare_dirs(prefix, cache_dir)
-    target = prefix / "nginx.conf"
-    tmp = target.with_suffix(".tmp")
-    tmp.write_text(text)
-    tmp.replace(target)
-    print(target)
+        print(write_config(Config, prefix, cache_dir))
+    except (ValueError, PermissionError) as exc:
+        sys.exit(f"edge_config: {exc}")
 
 
 if __name__ == "__main__":
