@@ -124,13 +124,14 @@ def env_choice(name: str, choices: tuple[str, ...]) -> str:
     return value
 
 
-def private_dir(path: str | os.PathLike, mode: int = 0o700, owner: int | None = None,
+def private_dir(path: str | os.PathLike, mode: int | None = 0o700, owner: int | None = None,
                 group: int | None = None, also_owned_by: tuple[int, ...] = ()) -> Path:
     """A directory of our own at `path`, safe on a host shared with other users: created with
     `mode` when missing (its parent must exist), else used only when it is a real directory (a
     symlink is never followed) that belongs to `owner` (default: this process's user; or to one
-    of `also_owned_by`, then taken over). Its owner, `group` and mode are then set, so a directory
-    made wider by an older version is narrowed. Raises PermissionError saying what to do."""
+    of `also_owned_by`, then taken over). Its owner, `group` and `mode` (None: left as it is) are
+    then set, so a directory made wider by an older version is narrowed. Raises PermissionError
+    saying what to do."""
     path = Path(path)
     uid = os.geteuid() if owner is None else owner
     created = True
@@ -154,7 +155,8 @@ def private_dir(path: str | os.PathLike, mode: int = 0o700, owner: int | None = 
                 f"chown {_user_name(uid)} '{path}'; otherwise remove it and retry.")
         if found != uid or group is not None:
             os.fchown(fd, uid, -1 if group is None else group)
-        os.fchmod(fd, mode)
+        if mode is not None:
+            os.fchmod(fd, mode)
     finally:
         os.close(fd)
     return path

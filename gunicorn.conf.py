@@ -9,7 +9,7 @@ import signal
 import tempfile
 
 # config loads .env itself (the environment wins), before any setting below is read.
-from config import env_int, env_str
+from config import env_int, env_str, private_dir
 
 # prometheus-client's multiprocess mode: every worker writes its metrics here and /metrics adds
 # them up. Set before any worker imports prometheus_client; emptied at each start.
@@ -45,9 +45,18 @@ CONSUMER_STOP_TIMEOUT = max(1.0, min(10.0, graceful_timeout / 3))
 
 
 def on_starting(server):
+    # /tmp is everyone's: a symlink or a directory someone else planted at the path must never get
+    # the workers' files (nor have ours read back as metrics). Ours is private, and emptied.
     metrics_dir = os.environ["PROMETHEUS_MULTIPROC_DIR"]
-    shutil.rmtree(metrics_dir, ignore_errors=True)
-    os.makedirs(metrics_dir, exist_ok=True)
+    try:
+        private_dir(metrics_dir)
+    except PermissionError as exc:
+        raise SystemExit(f"gunicorn: PROMETHEUS_MULTIPROC_DIR: {exc}") from None
+    for entry in os.scandir(metrics_dir):
+        if entry.is_dir(follow_symlinks=False):
+            shutil.rmtree(entry.path)
+        else:
+            os.unlink(entry.path)
 
 
 def on_exit(server):

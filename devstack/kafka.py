@@ -14,7 +14,17 @@ from config import Config, private_dir
 from devstack.install import check_java, kafka_jars
 from devstack.kafka_configs import set_topic_configs
 from devstack.output import Failure, failure_with_log, say, warn
-from devstack.process import alive, pid_of, port_open, rotate_log, run_logged, runs, start_detached, stop
+from devstack.process import (
+    alive,
+    find,
+    pid_of,
+    port_open,
+    rotate_log,
+    run_logged,
+    runs,
+    start_detached,
+    stop,
+)
 from devstack.settings import ROOT, Settings, is_local
 from devstack.status import Status
 from devstack.template import render
@@ -42,10 +52,17 @@ class Kafka:
         return f"{self.host}:{self.port}"
 
     def our_pid(self) -> int | None:
-        """Our broker's pid; a pid file naming a dead or unrelated process is removed."""
-        pid = pid_of(self.pid_file, runs("kafka.Kafka", str(self.props)))
+        """Our broker's pid. The pid file is looked at first; without a live broker behind it (a
+        run stopped between starting the JVM and writing the file), the broker is looked for by
+        its command line, and the file rewritten."""
+        ours = runs("kafka.Kafka", str(self.props))
+        pid = pid_of(self.pid_file, ours)
         if pid is None:
-            self.pid_file.unlink(missing_ok=True)
+            pid = find(ours)
+            if pid is None:
+                self.pid_file.unlink(missing_ok=True)
+            else:
+                self.pid_file.write_text(f"{pid}\n")
         return pid
 
     # --- the service interface -------------------------------------------------------------------

@@ -52,11 +52,20 @@ SETTING = re.compile(r"^\s*([A-Za-z_][\w.]*)\s*=?\s*('(?:[^']|'')*'|[^#\s]*)", r
 
 
 def cluster_dir(settings: Settings) -> Path:
-    """Where the cluster lives: in the home, but as root under PostgreSQL's own home, since the
-    server's user may not enter ours (0700); $ORDER_SERVICE_HOME/pg then links to it."""
-    if os.geteuid() == 0:
+    """Where the cluster lives: $ORDER_SERVICE_HOME/pg. As root the server runs as SERVER_USER,
+    who must pass through the home (it gets 0710, the server's group); where it can't even reach
+    the home (under /root, 0700), the cluster lives under PostgreSQL's own home instead, and
+    $ORDER_SERVICE_HOME/pg links to it."""
+    if os.geteuid() == 0 and not _reaches(SERVER_USER, settings.home.parent):
         return Path("/var/lib/postgresql/order-service") / settings.home_hash()
     return settings.home / "pg"
+
+
+def _reaches(user: str, path: Path) -> bool:
+    try:
+        return subprocess.run(["test", "-x", str(path)], **server_user_options(user)).returncode == 0
+    except KeyError:  # no such user yet: PostgreSQL is not installed
+        return False
 
 
 def parse_settings(text: str) -> dict[str, str]:
@@ -203,20 +212,19 @@ class Postgres:
 
     def _prepare_dir(self) -> None:
         if os.geteuid() != 0:
+            private_dir(self.settings.home)
             private_dir(self.dir)
             return
         server = pwd.getpwnam(SERVER_USER)
-        # The server's user must pass through the parent, and nobody else need.
-        private_dir(self.dir.parent, 0o750, group=server.pw_gid)
+        # The server's user must pass through the parent (the home, or PostgreSQL's directory of
+        # our clusters) but not list it, and nobody else may.
+        if self.dir.parent != self.settings.home:
+            private_dir(self.settings.home)
+        private_dir(self.dir.parent, 0o710, group=server.pw_gid)
         private_dir(self.dir, owner=server.pw_uid, group=server.pw_gid)
         link = self.settings.home / "pg"
-        if not os.path.lexists(link):
+        if self.dir != link and not os.path.lexists(link):
             link.symlink_to(self.dir)  # for people looking for the data; never followed by us
-        elif not link.is_symlink() and (link / "data" / "PG_VERSION").exists():
-            raise Failure(f"{link} holds a cluster of an older `make infra`; as root the cluster now lives "
-                          f"in {self.dir}, which PostgreSQL's user can reach: move it there "
-                          f"(mv '{link}/data' '{self.data}' && chown -R {SERVER_USER}: '{self.dir}') "
-                          "and retry")
 
     def _init_cluster(self) -> None:
         if self._block() is not None:
@@ -331,6 +339,18 @@ class Postgres:
         os.chown(staging, owner.st_uid, owner.st_gid)
         staging.replace(path)
 
+    def _refused_settings(self) -> str:
+        """What the server says of its config files as they are now (`postgres -C` reads them as a
+        start would, running server or not); empty when it accepts them."""
+        checked = subprocess.run([str(BIN / "postgres"), "-D", str(self.data), "-C", "max_connections"],
+                                 capture_output=True, text=True, cwd=self.dir,
+                                 **server_user_options(SERVER_USER))
+        if checked.returncode == 0:
+            return ""
+        # Its log lines, without their time and pid.
+        return " ".join(re.sub(r"^.*?\b[A-Z]+:\s+", "", line) for line in checked.stderr.splitlines()
+                        if line.strip())
+
     def _apply_settings(self, running: bool) -> None:
         """Copy infra/postgres/postgresql.conf into the cluster and make its postgresql.conf include
         it; a running server reloads, or restarts when a changed setting takes a restart."""
@@ -345,22 +365,18 @@ class Postgres:
         conf_text = conf.read_text()
         self._write(copy, wanted)
         self._write(conf, conf_text[:len(conf_text) - len(block)] + BLOCK)
+        refused = self._refused_settings()
+        if refused:
+            # A reload would skip them, and the next start would fail: the previous files stay.
+            self._write(copy, before)
+            self._write(conf, conf_text)
+            raise Failure(f"PostgreSQL refuses {shown(self.settings.postgres_conf)}: {refused}; "
+                          "fix it and retry")
         if not running:
             return
         new = parse_settings(wanted)
         changed = sorted(name for name in old.keys() | new.keys() if old.get(name) != new.get(name))
         with closing(self._superuser()) as connection, connection.cursor() as cursor:
-            # The server parses the files as they are now; a setting it refuses would stop a reload
-            # (and a restart), so the previous files are put back.
-            cursor.execute("SELECT sourcefile, sourceline, name, error FROM pg_file_settings"
-                           " WHERE error IS NOT NULL AND error <> 'setting could not be applied'")
-            errors = cursor.fetchall()
-            if errors:
-                self._write(copy, before)
-                self._write(conf, conf_text)
-                raise Failure("PostgreSQL refuses its settings (" + "; ".join(
-                    f"{Path(file).name} line {line}, {name}: {error}" for file, line, name, error in errors)
-                    + f"); fix {shown(self.settings.postgres_conf)} and retry")
             cursor.execute("SELECT pg_reload_conf()")
             cursor.execute("SELECT name FROM pg_settings WHERE context = 'postmaster' AND name = ANY(%s)",
                            (changed,))

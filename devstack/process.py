@@ -71,6 +71,17 @@ def pid_of(pid_file: Path, is_ours: Callable[[psutil.Process], bool]) -> int | N
         return None
 
 
+def find(is_ours: Callable[[psutil.Process], bool]) -> int | None:
+    """The pid of a live process that `is_ours` recognises, looked for among all."""
+    for process in psutil.process_iter():
+        try:
+            if alive(process.pid) and is_ours(process):
+                return process.pid
+        except psutil.Error:
+            continue
+    return None
+
+
 def start_detached(argv: list[str], log: Path, **options) -> int:
     """Start `argv` in a session of its own, its output appended to `log`, reading nothing; it
     inherits no descriptor of ours (the lock in particular: it must not hold it while it runs)."""

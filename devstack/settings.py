@@ -40,7 +40,7 @@ def _database_url() -> URL:
     raw = env_str("DATABASE_URL")
     try:
         url = make_url(raw)
-    except ArgumentError:
+    except (ArgumentError, ValueError):
         url = None
     if url is None or not url.drivername.startswith("postgres") or not url.host or not url.database:
         raise Failure(f"cannot parse DATABASE_URL={masked(raw)} (expected "

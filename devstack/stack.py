@@ -18,9 +18,10 @@ SERVICES = (
 
 
 def _prepare_home(settings: Settings) -> None:
-    """The home and its logs: private (0700), never a symlink or someone else's."""
+    """The home and its logs: never a symlink or someone else's. The home's mode is PostgreSQL's
+    business (devstack/postgres.py: the server's user may have to pass through it)."""
     os.makedirs(settings.home.parent, exist_ok=True)
-    private_dir(settings.home)
+    private_dir(settings.home, mode=None)
     private_dir(settings.logs)
 
 
