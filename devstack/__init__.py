@@ -27,7 +27,8 @@ with the `settings.Settings` of the run, with:
     ready() -> None           wait until it serves (process.wait_for, with a deadline), set it up
                               (users, topics, settings; idempotent), and say so:
                               "<Name>: up at …", "already running at …", or "using the … already at …"
-    down() -> None            stop ours (process.stop); never one we did not start
+    down() -> None            stop ours (process.stop, which says so when ours is not running);
+                              never one we did not start
     status() -> status.Status one line: up / starting / down, address, whose, where its files are
 
 Anything wrong raises `output.Failure` with a message that says what to do next; a URL is printed

@@ -105,11 +105,7 @@ class Kafka:
         say(f"Kafka: {state} at {self.address} (ours, pid {self.pid})")
 
     def down(self) -> None:
-        pid = self.our_pid()
-        if not pid:
-            say("Kafka: ours is not running")
-            return
-        stop("Kafka", pid, signal.SIGTERM, 30, signal.SIGKILL)
+        stop("Kafka", self.our_pid(), signal.SIGTERM, 30, signal.SIGKILL)
         self.pid_file.unlink(missing_ok=True)
 
     def status(self) -> Status:

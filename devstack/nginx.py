@@ -84,12 +84,8 @@ class Nginx:
         say(f"nginx: up at {self.listen()} (ours, pid {self.our_pid()})")
 
     def down(self) -> None:
-        pid = self.our_pid()
-        if not pid:
-            say("nginx: ours is not running")
-            return
         # QUIT is nginx's graceful stop: it finishes the requests in flight.
-        stop("nginx", pid, signal.SIGQUIT, 15, signal.SIGTERM)
+        stop("nginx", self.our_pid(), signal.SIGQUIT, 15, signal.SIGTERM)
 
     def status(self) -> Status:
         pid = self.our_pid()

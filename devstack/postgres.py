@@ -37,13 +37,16 @@ BIN = Path("/usr/lib/postgresql/15/bin")
 SERVER_USER = "postgres"
 # Our block at the end of the cluster's postgresql.conf, written only once initdb succeeded: a data
 # dir without it is a leftover of an interrupted init. The second is the marker of scripts/infra.sh,
-# which wrote the settings themselves into the block.
+# which wrote the settings themselves into the block; it stays in the block, for the clones that
+# still run that script on a shared home.
 MARKER = "# --- order-service (make infra)"
-MARKERS = (MARKER, "# --- order-service (scripts/infra.sh)")
+OLD_MARKER = "# --- order-service (scripts/infra.sh)"
+MARKERS = (MARKER, OLD_MARKER)
 # infra/postgres/postgresql.conf is copied here (beside postgresql.conf, which includes it), so that
 # the running cluster does not depend on the clone that started it.
 SETTINGS_COPY = "order-service.conf"
 BLOCK = f"""{MARKER}
+{OLD_MARKER}
 # Port, listen address and socket directory come from pg_ctl -o, so DATABASE_URL can change them.
 # The settings are infra/postgres/postgresql.conf's, copied here by every `make infra`.
 include '{SETTINGS_COPY}'
@@ -326,9 +329,8 @@ class Postgres:
             text = (self.data / "postgresql.conf").read_text()
         except OSError:
             return None
-        starts = [text.find("\n" + marker + "\n") for marker in MARKERS]
-        start = max(starts)
-        return None if start < 0 else text[start + 1:]
+        starts = [start for start in (text.find("\n" + marker + "\n") for marker in MARKERS) if start >= 0]
+        return text[min(starts) + 1:] if starts else None
 
     def _write(self, path: Path, text: str) -> None:
         """Replace a file of the cluster's, as its owner would have written it."""

@@ -101,8 +101,12 @@ def run_logged(argv: list[str], log: Path, timeout_s: float | None = None, **opt
             return False
 
 
-def stop(name: str, pid: int, first: signal.Signals, seconds: float, last: signal.Signals) -> None:
-    """Send `first`, wait up to `seconds` for the process to end, then send `last`."""
+def stop(name: str, pid: int | None, first: signal.Signals, seconds: float, last: signal.Signals) -> None:
+    """Send `first`, wait up to `seconds` for the process to end, then send `last`; None is a
+    process of ours that does not run."""
+    if pid is None:
+        say(f"{name}: ours is not running")
+        return
     say(f"{name}: stopping (pid {pid})")
     with suppress(ProcessLookupError):
         os.kill(pid, first)

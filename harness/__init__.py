@@ -8,7 +8,7 @@ never imports it (an import-linter contract in pyproject.toml says so).
 import json
 from pathlib import Path
 
-# The repository: gunicorn runs from here, and scripts/ and docs/ are found from it.
+# The repository: gunicorn runs from here, and docs/ is found from it.
 ROOT = Path(__file__).resolve().parent.parent
 # The order contract and its canonical example live in the repository.
 CONTRACT_DIR = ROOT / "docs" / "contract"
