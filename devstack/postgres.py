@@ -8,6 +8,7 @@ import re
 import shutil
 import subprocess
 from contextlib import closing
+from functools import cached_property
 from pathlib import Path
 
 import psutil
@@ -84,8 +85,6 @@ class Postgres:
         url = settings.database_url
         self.user, self.password = url.username or "", url.password or ""
         self.host, self.port, self.database = url.host, url.port or 5432, url.database
-        self.dir = cluster_dir(settings)
-        self.data = self.dir / "data"
         self.log = settings.logs / "postgres.log"
         self.mode = ""  # what launch found: ours, external or new
         self.pid: int | None = None
@@ -93,6 +92,15 @@ class Postgres:
     @property
     def address(self) -> str:
         return f"{self.host}:{self.port}"
+
+    @cached_property
+    def dir(self) -> Path:
+        """Known once PostgreSQL (and its user) is installed: prepare() installs it first."""
+        return cluster_dir(self.settings)
+
+    @property
+    def data(self) -> Path:
+        return self.dir / "data"
 
     # --- the server's state ----------------------------------------------------------------------
 

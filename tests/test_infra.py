@@ -27,6 +27,7 @@ from kafka.admin import ConfigResource, ConfigResourceType
 
 from app.ingest.dead_letters import MAX_DEAD_LETTER_BYTES, MAX_SOURCE_RECORD_BYTES
 from devstack import settings as devstack_settings
+from devstack.__main__ import main as devstack_main
 from harness import ROOT
 from harness.kafka import admin
 from harness.service import Service, free_port
@@ -45,8 +46,7 @@ class Home:
         self.pg_port, self.kafka_port, self.edge_port = free_port(), free_port(), free_port()
         self.database_url = database_url or (
             f"postgresql+psycopg2://orders:{PASSWORD}@127.0.0.1:{self.pg_port}/orders")
-        self.env = {
-            **os.environ,
+        self.overrides = {
             "ORDER_SERVICE_HOME": str(self.path),
             "DATABASE_URL": self.database_url,
             "KAFKA_BOOTSTRAP_SERVERS": f"127.0.0.1:{self.kafka_port}",
@@ -59,12 +59,25 @@ class Home:
             "EDGE_CACHE_DIR": "",
             devstack_settings.DOWNLOADS_VARIABLE: str(devstack_settings.home()),
         }
+        self.env = {**os.environ, **self.overrides}
         self.cache_dir = devstack_settings.default_edge_cache_dir(self.path)
         self.bootstrap = f"127.0.0.1:{self.kafka_port}"
 
     def make(self, target: str, timeout_s: float = 180, **extra: str) -> subprocess.CompletedProcess:
         return subprocess.run(["make", "-s", target], cwd=ROOT, env={**self.env, **extra}, text=True,
                               capture_output=True, timeout=timeout_s)
+
+    def run_here(self, command: str, monkeypatch: pytest.MonkeyPatch,
+                 capsys: pytest.CaptureFixture) -> tuple[int, str]:
+        """`python -m devstack COMMAND` in the test's process: for runs that stop before anything
+        starts (a refused directory or port), where a `make` and an interpreter per run would
+        only cost time. Returns the exit code and what it printed."""
+        with monkeypatch.context() as patched:
+            for name, value in self.overrides.items():
+                patched.setenv(name, value)
+            code = devstack_main([command])
+        printed = capsys.readouterr()
+        return code, printed.out + printed.err
 
     def up(self, **extra: str) -> subprocess.CompletedProcess:
         run = self.make("infra", **extra)
@@ -356,78 +369,94 @@ def test_a_half_started_earlier_run_is_recovered(new_home):
         bystander.wait()
 
 
-def test_a_postgresql_directory_holding_data_is_never_deleted(new_home):
+def test_a_postgresql_directory_holding_data_is_never_deleted(new_home, monkeypatch, capsys):
     home = new_home()
     data = server_owned_dir(home.path / "pg") / "data"
     data.mkdir()
     (data / "PG_VERSION").write_text("15\n")
     (data / "postgresql.conf").write_text("# someone's settings, without make infra's marker line\n")
     (data / "base").mkdir()
-    run = home.make("infra")
-    assert run.returncode != 0
-    assert "holds a PostgreSQL cluster" in run.stderr and "move it away" in run.stderr
+    code, printed = home.run_here("up", monkeypatch, capsys)
+    assert code != 0
+    assert "holds a PostgreSQL cluster" in printed and "move it away" in printed
     assert (data / "PG_VERSION").read_text() == "15\n" and (data / "base").is_dir()
 
 
-def test_a_kafka_directory_holding_log_segments_is_never_deleted(home, new_home):
+def test_a_kafka_directory_holding_log_segments_is_never_deleted(home, new_home, monkeypatch, capsys):
     """Its PostgreSQL is the module's (a server that answers is used, not started)."""
     other = new_home(database_url=home.database_url)
     segment = other.path / "kafka" / "data" / "orders-0" / "00000000000000000000.log"
     segment.parent.mkdir(parents=True)
     segment.write_bytes(b"records")
-    run = other.make("infra")
-    assert run.returncode != 0
-    assert "holds Kafka log segments but no meta.properties" in run.stderr and "move it away" in run.stderr
+    code, printed = other.run_here("up", monkeypatch, capsys)
+    assert code != 0
+    assert "holds Kafka log segments but no meta.properties" in printed and "move it away" in printed
     assert segment.read_bytes() == b"records"
 
 
-def test_a_port_taken_by_another_program_is_named_for_postgresql_and_kafkas_controller(home, new_home):
+def test_a_port_taken_by_another_program_is_named_for_postgresql_and_kafkas_controller(
+        home, new_home, monkeypatch, capsys):
     fresh = new_home()
     with held_port(fresh.pg_port):
-        run = fresh.make("infra")
-    assert run.returncode != 0
-    assert f"port {fresh.pg_port} on 127.0.0.1 is taken by a program that is not PostgreSQL" in run.stderr
+        code, printed = fresh.run_here("up", monkeypatch, capsys)
+    assert code != 0
+    assert f"port {fresh.pg_port} on 127.0.0.1 is taken by a program that is not PostgreSQL" in printed
     other = new_home(database_url=home.database_url)
     controller = int(other.env["KAFKA_CONTROLLER_PORT"])
     with held_port(controller):
-        run = other.make("infra")
-    assert run.returncode != 0
-    assert f"controller port 127.0.0.1:{controller} is taken by another program" in run.stderr
-    assert "set KAFKA_CONTROLLER_PORT" in run.stderr
+        code, printed = other.run_here("up", monkeypatch, capsys)
+    assert code != 0
+    assert f"controller port 127.0.0.1:{controller} is taken by another program" in printed
+    assert "set KAFKA_CONTROLLER_PORT" in printed
 
 
 # --- a shared host ------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("planted", ["home", "logs", "kafka", "nginx", "pg", "edge cache"])
-def test_a_symlink_planted_at_a_directory_of_the_stack_is_refused(new_home, planted):
+def test_make_infra_refuses_a_symlink_planted_at_its_home(new_home):
+    home = new_home()
+    target = Path(tempfile.mkdtemp(prefix="order-infra-target-"))
+    try:
+        home.path.rmdir()
+        home.path.symlink_to(target)
+        run = home.make("infra")
+        assert run.returncode != 0
+        assert f"{home.path} is a symbolic link" in run.stderr and "Remove it" in run.stderr
+        assert list(target.iterdir()) == []
+        home.path.unlink()
+    finally:
+        shutil.rmtree(target, ignore_errors=True)
+
+
+@pytest.mark.parametrize("planted", ["logs", "kafka", "nginx", "pg", "edge cache"])
+def test_a_symlink_planted_at_a_directory_of_the_stack_is_refused_before_anything_starts(
+        new_home, monkeypatch, capsys, planted):
     home = new_home()
     target = Path(tempfile.mkdtemp(prefix="order-infra-target-"))
     try:
         target.chmod(0o755)
-        path = {"home": home.path, "edge cache": home.cache_dir}.get(planted, home.path / planted)
-        if path == home.path:
-            path.rmdir()
+        path = home.cache_dir if planted == "edge cache" else home.path / planted
         path.symlink_to(target)
-        run = home.make("infra")
-        assert run.returncode != 0
-        assert f"{path} is a symbolic link" in run.stderr and "Remove it" in run.stderr
-        # Nothing was started, and nothing went where the link points.
+        code, printed = home.run_here("up", monkeypatch, capsys)
+        assert code != 0
+        assert f"{path} is a symbolic link" in printed and "Remove it" in printed
+        # Nothing went where the link points, and nothing was started.
         assert list(target.iterdir()) == []
         assert target.stat().st_uid == os.geteuid() and target.stat().st_mode & 0o777 == 0o755
         path.unlink()
-        assert "down" in home.make("infra-status").stdout.split("\n")[0]
+        code, printed = home.run_here("status", monkeypatch, capsys)
+        assert code == 3 and [line.split()[2] for line in printed.splitlines()] == ["down"] * 3
     finally:
         shutil.rmtree(target, ignore_errors=True)
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="making a directory of another user needs root")
-def test_an_edge_cache_dir_of_another_user_is_refused(new_home):
+def test_an_edge_cache_dir_of_another_user_is_refused(new_home, monkeypatch, capsys):
     home = new_home()
     home.cache_dir.mkdir()
     os.chown(home.cache_dir, 65534, 65534)  # nobody
-    run = home.make("infra")
-    assert run.returncode != 0
-    assert f"{home.cache_dir} belongs to nobody" in run.stderr
+    code, printed = home.run_here("up", monkeypatch, capsys)
+    assert code != 0
+    assert f"{home.cache_dir} belongs to nobody" in printed
     assert home.cache_dir.stat().st_uid == 65534 and list(home.cache_dir.iterdir()) == []
 
 
