@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Local infrastructure for order-service without Docker: a real PostgreSQL 15, a real
-# Apache Kafka 4.x (KRaft, single node), both running as plain processes on 127.0.0.1, and the
-# edge: Debian's nginx on PORT, in front of the gunicorn that `make run` starts on APP_BIND.
+# Apache Kafka 4.x (KRaft, single node), both running as plain processes on 127.0.0.1, the
+# edge: Debian's nginx on PORT, in front of the gunicorn that `make run` starts on APP_BIND, and
+# the OpenID Connect provider, Keycloak (devstack/keycloak.py, at AUTH_ISSUER).
 #
 #   scripts/infra.sh up       start what is missing (idempotent; a no-op when all is up)
 #   scripts/infra.sh down     stop what this script started (never a server it did not start)
@@ -742,10 +743,12 @@ cmd_up() {
   pg_up
   kafka_up_finish
   nginx_up
+  (cd "$ROOT" && "$PYTHON" -m devstack.keycloak up)
 }
 
 cmd_down() {
   take_lock
+  (cd "$ROOT" && "$PYTHON" -m devstack.keycloak down)
   nginx_down
   kafka_down
   pg_down
@@ -756,6 +759,7 @@ cmd_status() {
   pg_status || rc=3
   kafka_status || rc=3
   nginx_status || rc=3
+  (cd "$ROOT" && "$PYTHON" -m devstack.keycloak status) || rc=3
   return $rc
 }
 
