@@ -1,12 +1,21 @@
 """Security headers on every response of the app: the web pages, the JSON API, error answers and
 static files alike."""
 
+from urllib.parse import urlsplit
+
 from flask import Flask, Response
 
-CONTENT_SECURITY_POLICY = (
-    "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; "
-    "frame-ancestors 'none'; base-uri 'none'"
-)
+
+def content_security_policy(form_targets: str = "") -> str:
+    """`form_targets`: origins besides this one that a form may lead to (the sign-in provider,
+    where the sign-out form ends: browsers check form-action on every redirect of a submission)."""
+    return (
+        f"default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'{form_targets}; "
+        "frame-ancestors 'none'; base-uri 'none'"
+    )
+
+
+CONTENT_SECURITY_POLICY = content_security_policy()
 
 SECURITY_HEADERS = {
     "Content-Security-Policy": CONTENT_SECURITY_POLICY,
@@ -19,9 +28,13 @@ SECURITY_HEADERS = {
 def init_security_headers(app: Flask) -> None:
     """Add SECURITY_HEADERS to every response. after_request hooks also run for the responses of
     error handlers, so a 404 or a 500 carries them too."""
+    headers = dict(SECURITY_HEADERS)
+    if app.config["AUTH_ENABLED"]:
+        issuer = urlsplit(app.config["AUTH_ISSUER"])
+        headers["Content-Security-Policy"] = content_security_policy(f" {issuer.scheme}://{issuer.netloc}")
 
     @app.after_request
     def add_security_headers(response: Response) -> Response:
-        for name, value in SECURITY_HEADERS.items():
+        for name, value in headers.items():
             response.headers[name] = value
         return response
