@@ -640,13 +640,18 @@ kafka_status() {
 
 # --- the edge (nginx) ---------------------------------------------------------------------------
 
+# nginx and set-misc (the edge hashes bearer tokens with it; see the template).
+NGINX_PACKAGES="nginx libnginx-mod-http-set-misc"
+
 nginx_ensure_installed() {
-  command -v nginx >/dev/null && return 0
-  ((EUID == 0)) || die "nginx is not installed: run 'sudo apt-get update && sudo apt-get install -y nginx'"
-  say "installing nginx (apt-get install nginx)"
-  if ! { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx; } \
+  command -v nginx >/dev/null && [[ -f /usr/lib/nginx/modules/ngx_http_set_misc_module.so ]] && return 0
+  ((EUID == 0)) ||
+    die "nginx or its set-misc module is missing: run 'sudo apt-get update && sudo apt-get install -y $NGINX_PACKAGES'"
+  say "installing $NGINX_PACKAGES (apt-get install)"
+  # shellcheck disable=SC2086 # a list of packages
+  if ! { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $NGINX_PACKAGES; } \
     >"$LOG_DIR/apt.log" 2>&1; then
-    die "apt-get install nginx failed; read $LOG_DIR/apt.log"
+    die "apt-get install $NGINX_PACKAGES failed; read $LOG_DIR/apt.log"
   fi
 }
 

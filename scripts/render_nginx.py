@@ -28,6 +28,29 @@ TEMPLATE = ROOT / "infra" / "nginx" / "nginx.conf.template"
 PLACEHOLDER = re.compile(r"\$\{([A-Z][A-Z0-9_]*)\}")
 # When nginx starts as root, its workers (the part that talks to clients) run as this user.
 WORKER_USER = "www-data"
+# Debian's dynamic modules (set-misc and ndk: libnginx-mod-http-set-misc).
+MODULES_DIR = "/usr/lib/nginx/modules"
+# The keys zone of the token checks' cache: 1 MiB holds about 8,000 tokens.
+AUTH_KEYS_MB = 4
+# GET /order/<id> asks the app about the token first (auth_request) and keeps the answer's form;
+# with authentication off every caller reads the full form.
+ORDER_ACCESS_CHECK = """\
+            auth_request /_auth/order;
+            auth_request_set $order_view $upstream_http_x_order_view;
+            auth_request_set $auth_subject $upstream_http_x_auth_subject;
+            auth_request_set $auth_client $upstream_http_x_auth_client;
+            auth_request_set $auth_scopes $upstream_http_x_auth_scopes;
+            auth_request_set $auth_error $upstream_http_x_auth_error;
+            auth_request_set $auth_message $upstream_http_x_auth_message;
+            auth_request_set $auth_challenge $upstream_http_www_authenticate;"""
+NO_ACCESS_CHECK = """\
+            set $order_view full;
+            set $auth_subject "";
+            set $auth_client "";
+            set $auth_scopes "";
+            set $auth_error "";
+            set $auth_message "";
+            set $auth_challenge "";"""
 
 
 def _positive(name: str, value: int) -> int:
@@ -89,6 +112,15 @@ def values(config: type, prefix: Path, cache_dir: Path) -> dict[str, str]:
         "LISTEN": _address("HOST:PORT", f"{listen_host}:{config.PORT}"),
         "METRICS_ALLOW_RULES": metrics_allow_rules(config.METRICS_ALLOW),
         "RETRY_AFTER_S": str(RETRY_AFTER_S),
+        "MODULES_DIR": MODULES_DIR,
+        "AUTH_CACHE_DIR": _path("cache dir", str(cache_dir / "token-checks")),
+        # Where nginx's workers can reach it (they run as WORKER_USER when the master is root).
+        "MISSES_SOCKET": _path("cache dir", str(cache_dir / "temp" / "order-misses.sock")),
+        "AUTH_KEYS_MB": str(AUTH_KEYS_MB),
+        "AUTH_EDGE_CACHE_S": str(_positive("AUTH_EDGE_CACHE_S", config.AUTH_EDGE_CACHE_S)),
+        "ORDER_ACCESS_CHECK": ORDER_ACCESS_CHECK if config.AUTH_ENABLED else NO_ACCESS_CHECK,
+        "LOOKUP_RATE": str(_positive("EDGE_LOOKUP_RATE", config.EDGE_LOOKUP_RATE)),
+        "LOOKUP_BURST": str(_positive("EDGE_LOOKUP_BURST", config.EDGE_LOOKUP_BURST)),
     }
 
 
@@ -104,8 +136,10 @@ def prepare_dirs(prefix: Path, cache_dir: Path) -> None:
     which run as WORKER_USER when the master is root."""
     for path in (prefix / "logs", prefix / "run"):
         path.mkdir(parents=True, exist_ok=True)
-    for path in (cache_dir, cache_dir / "orders", cache_dir / "temp"):
+    for path in (cache_dir, cache_dir / "orders", cache_dir / "token-checks", cache_dir / "temp"):
         path.mkdir(parents=True, exist_ok=True)
+        # Orders (personal data) and token checks: for nginx's workers only.
+        path.chmod(0o700)
         if os.geteuid() == 0:
             user = pwd.getpwnam(WORKER_USER)
             os.chown(path, user.pw_uid, user.pw_gid)

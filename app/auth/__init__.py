@@ -27,7 +27,7 @@ def init_auth(app: Flask) -> None:
     if not app.config.get("SECRET_KEY"):
         # One key per process: under gunicorn, gunicorn.conf.py makes one for all the workers.
         app.config["SECRET_KEY"] = secrets.token_urlsafe(32)
-        log.info("SECRET_KEY is not set: a random one signs this process's sessions")
+        log.debug("SECRET_KEY is not set: a random one signs this process's sessions")
     provider = Provider(app.config["AUTH_ISSUER"], app.config["AUTH_PROVIDER_TIMEOUT_S"])
     app.extensions["auth_provider"] = provider
     app.extensions[AUTHENTICATOR] = Authenticator(app.config, provider)
