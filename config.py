@@ -284,6 +284,9 @@ class Config:
 
 class TestConfig(Config):
     TESTING = True
+    # One key for every app of the test process, so that a page session signed in once can be
+    # copied into any test's client.
+    SECRET_KEY = os.urandom(32).hex()
     # Tests never touch the `orders` database: each creates a database of its own on DATABASE_URL's
     # server (harness/postgres.py) and passes its URL in as an override; without one the app refuses
     # to start.

@@ -1,6 +1,8 @@
 """Security headers on every response of the app: the web pages, the JSON API, error answers and
 static files alike."""
 
+from collections.abc import Mapping
+from typing import Any
 from urllib.parse import urlsplit
 
 from flask import Flask, Response
@@ -25,16 +27,24 @@ SECURITY_HEADERS = {
 }
 
 
+def page_content_security_policy(config: Mapping[str, Any]) -> str:
+    """The pages' policy: with authentication on, forms may also end at the provider."""
+    if not config["AUTH_ENABLED"]:
+        return CONTENT_SECURITY_POLICY
+    issuer = urlsplit(config["AUTH_ISSUER"])
+    return content_security_policy(f" {issuer.scheme}://{issuer.netloc}")
+
+
 def init_security_headers(app: Flask) -> None:
     """Add SECURITY_HEADERS to every response. after_request hooks also run for the responses of
-    error handlers, so a 404 or a 500 carries them too."""
-    headers = dict(SECURITY_HEADERS)
-    if app.config["AUTH_ENABLED"]:
-        issuer = urlsplit(app.config["AUTH_ISSUER"])
-        headers["Content-Security-Policy"] = content_security_policy(f" {issuer.scheme}://{issuer.netloc}")
+    error handlers, so a 404 or a 500 carries them too. Pages may also post forms that end at the
+    sign-in provider (signing out), when authentication is on."""
+    page_policy = page_content_security_policy(app.config)
 
     @app.after_request
     def add_security_headers(response: Response) -> Response:
-        for name, value in headers.items():
+        for name, value in SECURITY_HEADERS.items():
             response.headers[name] = value
+        if response.mimetype == "text/html":
+            response.headers["Content-Security-Policy"] = page_policy
         return response

@@ -154,7 +154,7 @@ def test_a_request_gets_a_server_span_with_its_request_id(traced_service, topics
     assert entry["message"].endswith(f'"GET /order/{order["order_uid"]}" 200')
 
 
-def test_without_an_endpoint_nothing_is_installed_or_started(monkeypatch, database_url):
+def test_without_an_endpoint_nothing_is_installed_or_started(monkeypatch, database_url, authorize):
     from opentelemetry.instrumentation.wsgi import OpenTelemetryMiddleware
 
     from app.tracing import start_tracing
@@ -164,7 +164,7 @@ def test_without_an_endpoint_nothing_is_installed_or_started(monkeypatch, databa
     before = set(threading.enumerate())
     app = create_app(TestConfig, {"SQLALCHEMY_DATABASE_URI": database_url})
     assert start_tracing() is False
-    response = app.test_client().get("/order/no-such-order")
+    response = authorize(app.test_client()).get("/order/no-such-order")
     assert response.status_code == 404
     started = [thread.name for thread in set(threading.enumerate()) - before]
     assert not [name for name in started if "Otel" in name], started
