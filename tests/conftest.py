@@ -77,6 +77,13 @@ def tokens() -> Tokens:
 
 
 @pytest.fixture(scope="session")
+def full_access(tokens: Tokens) -> Callable[[], dict[str, str]]:
+    """Headers of a caller who may see everything (a fresh token with every scope), for the
+    harness' Service and Edge."""
+    return lambda: tokens.header(READ, LIST, PII)
+
+
+@pytest.fixture(scope="session")
 def page_session(app: Flask) -> PageSession:
     return PageSession(app)
 

@@ -50,12 +50,12 @@ def receiver():
 
 
 @pytest.fixture
-def traced_service(ingest_app, topics, database_url, receiver, tmp_path):
+def traced_service(ingest_app, topics, database_url, receiver, tmp_path, full_access):
     env = service_env(database_url, topics, WEB_CONCURRENCY="1", LOG_FORMAT="json",
                       OTEL_EXPORTER_OTLP_ENDPOINT=receiver.endpoint, OTEL_BSP_SCHEDULE_DELAY="100",
                       OTEL_SERVICE_NAME="order-service-under-test")
     env.pop("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", None)
-    service = Service(env, tmp_path / "service.log").start()
+    service = Service(env, tmp_path / "service.log", credentials=full_access).start()
     yield service
     service.kill()
 
