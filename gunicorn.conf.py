@@ -9,7 +9,14 @@ import signal
 import tempfile
 
 # config loads .env itself (the environment wins), before any setting below is read.
-from config import env_int, env_str
+from config import Config, env_int, env_str
+
+# The page's session cookie must verify in every worker: without a SECRET_KEY, one random key for
+# all the workers of this master (set before they fork; sign-ins end when the master restarts).
+if not Config.SECRET_KEY:
+    import secrets
+
+    Config.SECRET_KEY = secrets.token_urlsafe(32)
 
 # prometheus-client's multiprocess mode: every worker writes its metrics here and /metrics adds
 # them up. Set before any worker imports prometheus_client; emptied at each start.

@@ -1,7 +1,9 @@
 """Security headers on every response of the app: the web pages, the JSON API, error answers and
 static files alike."""
 
+import re
 from collections.abc import Mapping
+from ipaddress import IPv4Network, IPv6Network, ip_address, ip_network
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -19,12 +21,38 @@ def content_security_policy(form_targets: str = "") -> str:
 
 CONTENT_SECURITY_POLICY = content_security_policy()
 
+# Logged at every start with AUTH_ENABLED=false, and in /readyz's details.
+AUTH_OFF_WARNING = ("AUTH_ENABLED=false: authentication is off, and anyone who can reach this service reads "
+                    "every order in full, personal data included. Only for a closed network; "
+                    "see README, Security.")
+
 SECURITY_HEADERS = {
     "Content-Security-Policy": CONTENT_SECURITY_POLICY,
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "no-referrer",
     "X-Frame-Options": "DENY",
 }
+
+
+def allowed_networks(setting: str) -> list[IPv4Network | IPv6Network]:
+    """METRICS_ALLOW's addresses and CIDR ranges (spaces or commas between them); ValueError for
+    anything else. The edge's allow rules (scripts/render_nginx.py) come from here too."""
+    networks = []
+    for entry in re.split(r"[\s,]+", setting.strip()):
+        if entry:
+            try:
+                networks.append(ip_network(entry, strict=False))
+            except ValueError:
+                raise ValueError(f"METRICS_ALLOW: {entry!r} is not an address or CIDR range") from None
+    return networks
+
+
+def is_allowed(address: str, networks: list[IPv4Network | IPv6Network]) -> bool:
+    try:
+        client = ip_address(address)
+    except ValueError:
+        return False
+    return any(client in network for network in networks)
 
 
 def page_content_security_policy(config: Mapping[str, Any]) -> str:

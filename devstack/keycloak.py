@@ -312,7 +312,8 @@ def wait_ready(layout: Layout, pid: int) -> None:
         now = time.monotonic()
         if now - started > START_TIMEOUT_S:
             tail(layout.log)
-            die(f"Keycloak did not serve {layout.discovery_url} within {START_TIMEOUT_S} s; read {layout.log}")
+            die(f"Keycloak did not serve {layout.discovery_url} within {START_TIMEOUT_S} s; "
+                f"read {layout.log}")
         if now >= next_note:
             say(f"Keycloak: starting ({now - started:.0f} s; the first start imports the realm)")
             next_note = now + 10

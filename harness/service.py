@@ -10,8 +10,8 @@ import subprocess
 import sys
 import urllib.error
 import urllib.request
-from pathlib import Path
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from harness import ROOT

@@ -11,7 +11,6 @@ directives.
 """
 
 import argparse
-import ipaddress
 import os
 import pwd
 import re
@@ -22,6 +21,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from app.errors import RETRY_AFTER_S  # noqa: E402
+from app.security import allowed_networks  # noqa: E402
 from config import Config  # noqa: E402
 
 TEMPLATE = ROOT / "infra" / "nginx" / "nginx.conf.template"
@@ -76,15 +76,7 @@ def _address(name: str, value: str) -> str:
 
 
 def metrics_allow_rules(value: str) -> str:
-    rules = []
-    for entry in re.split(r"[\s,]+", value.strip()):
-        if entry:
-            try:
-                network = ipaddress.ip_network(entry, strict=False)
-            except ValueError:
-                raise ValueError(f"METRICS_ALLOW: {entry!r} is not an address or CIDR range") from None
-            rules.append(f"            allow {network};")
-    return "\n".join(rules)
+    return "\n".join(f"            allow {network};" for network in allowed_networks(value))
 
 
 def values(config: type, prefix: Path, cache_dir: Path) -> dict[str, str]:

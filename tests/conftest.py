@@ -16,9 +16,9 @@ from flask.testing import FlaskClient, FlaskCliRunner
 from kafka.errors import NoBrokersAvailable
 
 from app import create_app
+from app.auth.policy import LIST, PII, READ
 from app.cache import order_cache_for
 from app.extensions import db
-from app.auth.policy import LIST, PII, READ
 from app.ingest.consumer import OrderConsumer
 from config import Config, TestConfig
 from harness.kafka import Topics, admin, create_topics, delete_topics

@@ -367,9 +367,11 @@ def test_the_cache_byte_budget_comes_from_the_configuration(app, database_url, e
     save(app, [example_order])
     path = f"/order/{example_order['order_uid']}"
     off = create_app(TestConfig, {"SQLALCHEMY_DATABASE_URI": database_url, "CACHE_MAX_BYTES": 0})
-    assert [authorize(off.test_client()).get(path).headers["X-Order-Source"] for _ in range(2)] == ["database"] * 2
+    off = authorize(off.test_client())
+    assert [off.get(path).headers["X-Order-Source"] for _ in range(2)] == ["database"] * 2
     on = create_app(TestConfig, {"SQLALCHEMY_DATABASE_URI": database_url, "CACHE_MAX_BYTES": 10**6})
-    assert [authorize(on.test_client()).get(path).headers["X-Order-Source"] for _ in range(2)] == ["database", "cache"]
+    on = authorize(on.test_client())
+    assert [on.get(path).headers["X-Order-Source"] for _ in range(2)] == ["database", "cache"]
 
 
 def test_a_query_string_that_is_not_utf8_is_400(client):

@@ -9,12 +9,11 @@ from collections.abc import Callable
 from flask import Flask
 
 from app.auth.policy import check_coverage
+from app.security import AUTH_OFF_WARNING
 
 log = logging.getLogger(__name__)
 
 AUTHENTICATOR = "authenticator"
-AUTH_OFF_WARNING = ("AUTH_ENABLED=false: authentication is off, and anyone who can reach this service reads "
-                    "every order in full, personal data included. Only for a closed network; see README, Security.")
 
 
 def init_auth(app: Flask) -> None:

@@ -47,7 +47,8 @@ def www_authenticate(refusal: Refusal, scope: str | None = None) -> str:
     """RFC 6750's challenge: no error code when no token was sent, else the code and why."""
     value = f'Bearer realm="{REALM}"'
     if refusal.error:
-        description = "".join(c for c in refusal.message if c.isascii() and c.isprintable() and c not in '"\\')
+        description = "".join(c for c in refusal.message
+                              if c.isascii() and c.isprintable() and c not in '"\\')
         value += f', error="{refusal.error}", error_description="{description}"'
     if scope and refusal.error == "insufficient_scope":
         value += f', scope="{scope}"'
@@ -68,20 +69,22 @@ def token_in_query(query: str) -> bool:
         name.lower() == "access_token" for name, _ in parse_qsl(query, keep_blank_values=True))
 
 
-TOKEN_IN_URL = Refusal(400, "invalid_request",
-                       "a token in the URL is refused (URLs end up in logs): send Authorization: Bearer <token>")
+TOKEN_IN_URL = Refusal(
+    400, "invalid_request", "a token in the URL is refused (URLs end up in logs): send Authorization: Bearer <token>")
 
 
 class AccessLayer:
     """WSGI middleware; `masked` keeps each order's masked form, made once (orders never change)."""
 
-    def __init__(self, wsgi_app: Callable, app: Flask, authenticator: Authenticator, masked: OrderCache) -> None:
+    def __init__(self, wsgi_app: Callable, app: Flask, authenticator: Authenticator,
+                 masked: OrderCache) -> None:
         self.wsgi_app = wsgi_app
         self.url_map = app.url_map
         self.authenticator = authenticator
         self.masked = masked
         self.edge_cache_s = app.config["AUTH_EDGE_CACHE_S"]
-        self.order_rule = next(rule.rule for rule in app.url_map.iter_rules() if rule.endpoint == ORDER_ENDPOINT)
+        self.order_rule = next(rule.rule for rule in app.url_map.iter_rules()
+                               if rule.endpoint == ORDER_ENDPOINT)
 
     def __call__(self, environ: dict[str, Any], start_response: Callable) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "")
@@ -165,7 +168,8 @@ class AccessLayer:
             keep = self.edge_cache_s if admitted.status in (401, 403) else 0
             headers = [*refusal_headers(admitted, READ), ("X-Auth-Error", admitted.code),
                        ("X-Auth-Message", admitted.message), ("X-Accel-Expires", str(keep))]
-            start_response(f"{admitted.status} {_REASONS[admitted.status]}", [*headers, ("Content-Length", "0")])
+            status = f"{admitted.status} {_REASONS[admitted.status]}"
+            start_response(status, [*headers, ("Content-Length", "0")])
             return [b""]
         keep = max(0, min(self.edge_cache_s, int(admitted.valid_until - time.time())))
         start_response("200 OK", [

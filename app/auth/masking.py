@@ -37,7 +37,7 @@ def _phone(value: str) -> str:
 
 
 def _email(value: str) -> str:
-    """The local part's first character, then `***`; the domain stays: `sherlock@mail.ru` -> `s***@mail.ru`."""
+    """The local part's first character, then `***`; the domain stays: `sam@mail.ru` -> `s***@mail.ru`."""
     local, at, domain = value.rpartition("@")
     if not at:
         return _initial(value)

@@ -152,15 +152,16 @@ class Authenticator:
         if not authorization:
             return NO_TOKEN
         if len(authorization) > self.max_header_bytes:
-            return Refusal(401, "invalid_request", f"the Authorization header is over {self.max_header_bytes} bytes")
+            return Refusal(401, "invalid_request",
+                           f"the Authorization header is over {self.max_header_bytes} bytes")
         scheme, _, token = authorization.partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
             return Refusal(401, "invalid_request", "the Authorization header must be: Bearer <access token>")
         try:
             return self.verify(token.strip())
         except ProviderUnavailable:
-            return Refusal(503, "temporarily_unavailable",
-                           "the token can't be checked right now (the sign-in provider is unreachable); retry soon")
+            return Refusal(503, "temporarily_unavailable", "the token can't be checked right now "
+                                                            "(the sign-in provider is unreachable); retry soon")
 
     def verify(self, token: str) -> Principal | Refusal:
         try:

@@ -27,8 +27,18 @@ from urllib.parse import urlencode, urlsplit
 import requests
 from authlib.integrations.base_client.errors import OAuthError
 from authlib.integrations.flask_client import OAuth
-from flask import (Blueprint, Flask, Response, current_app, make_response, redirect, render_template, request,
-                   session, url_for)
+from flask import (
+    Blueprint,
+    Flask,
+    Response,
+    current_app,
+    make_response,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
 from flask.sessions import SecureCookieSessionInterface
 
 from app.auth.policy import LIST, PII, READ
@@ -147,8 +157,9 @@ def callback():
     next_page = safe_next(session.pop("next", None))
     session.clear()  # a new session for the signed-in user (no fixation)
     userinfo = token.get("userinfo") or {}
-    session[USER] = {"sub": principal.subject, "client": principal.client_id, "scopes": sorted(principal.scopes),
-                     "until": principal.valid_until, "name": userinfo.get("preferred_username") or principal.subject}
+    session[USER] = {"sub": principal.subject, "client": principal.client_id,
+                     "scopes": sorted(principal.scopes), "until": principal.valid_until,
+                     "name": userinfo.get("preferred_username") or principal.subject}
     session["id_token"] = token.get("id_token", "")
     session[CSRF] = secrets.token_urlsafe(32)
     return redirect(next_page)
@@ -171,7 +182,8 @@ def signout():
         end_session = None
     if not end_session:
         return redirect(back)
-    query = urlencode({"id_token_hint": id_token, "post_logout_redirect_uri": back, "client_id": client.client_id})
+    query = urlencode({"id_token_hint": id_token, "post_logout_redirect_uri": back,
+                       "client_id": client.client_id})
     return redirect(f"{end_session}?{query}")
 
 

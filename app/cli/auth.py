@@ -34,7 +34,8 @@ def token(scopes: tuple[str, ...]) -> None:
             auth=(config["AUTH_CLI_CLIENT_ID"], config["AUTH_CLI_CLIENT_SECRET"]),
             timeout=config["AUTH_PROVIDER_TIMEOUT_S"])
     except (ProviderUnavailable, requests.RequestException) as exc:
-        fail(f"the provider at {config['AUTH_ISSUER']} can't be reached ({exc}); is it running? (`make infra`)")
+        fail(f"the provider at {config['AUTH_ISSUER']} can't be reached ({exc}); "
+             "is it running? (`make infra`)")
     if response.status_code != 200:
         fail(f"the provider refused: {response.status_code} {response.text[:300]}; check AUTH_CLI_CLIENT_ID "
              "and its secret, and that the client may have these scopes")
