@@ -69,8 +69,8 @@ def token_in_query(query: str) -> bool:
         name.lower() == "access_token" for name, _ in parse_qsl(query, keep_blank_values=True))
 
 
-TOKEN_IN_URL = Refusal(
-    400, "invalid_request", "a token in the URL is refused (URLs end up in logs): send Authorization: Bearer <token>")
+TOKEN_IN_URL = Refusal(400, "invalid_request", "a token in the URL is refused (URLs end up in logs): "
+                                               "send Authorization: Bearer <token>")
 
 
 class AccessLayer:

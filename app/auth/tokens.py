@@ -160,8 +160,8 @@ class Authenticator:
         try:
             return self.verify(token.strip())
         except ProviderUnavailable:
-            return Refusal(503, "temporarily_unavailable", "the token can't be checked right now "
-                                                            "(the sign-in provider is unreachable); retry soon")
+            return Refusal(503, "temporarily_unavailable",
+                           "the token can't be checked right now (the provider is unreachable); retry soon")
 
     def verify(self, token: str) -> Principal | Refusal:
         try:
