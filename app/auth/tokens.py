@@ -27,6 +27,7 @@ import jwt
 from jwt import PyJWK, PyJWKClient
 
 from app.auth.provider import Provider, ProviderUnavailable
+from app.metrics import KEY_FETCHES
 
 log = logging.getLogger(__name__)
 
@@ -124,11 +125,13 @@ class KeySet:
                                      timeout=self._provider.timeout_s)
                 keys = {key.key_id: key for key in client.get_signing_keys()}
             except (jwt.PyJWKClientError, jwt.exceptions.PyJWKSetError, ProviderUnavailable) as exc:
+                KEY_FETCHES.labels("failed").inc()
                 log.warning("the provider's keys could not be fetched (%s); %s", exc,
                             "keeping the ones known" if self._keys else "tokens can't be checked until then")
                 if not self._keys:
                     raise ProviderUnavailable(str(exc)) from None
                 return
+            KEY_FETCHES.labels("ok").inc()
             self._keys, self._fetched_at = keys, time.monotonic()
             log.info("the provider's signing keys: %s", ", ".join(sorted(keys)) or "none")
         finally:
