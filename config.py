@@ -262,7 +262,8 @@ class Config:
 
     # Who may see an order (app/auth/, README "Security").
     AUTH_ENABLED = env_bool("AUTH_ENABLED")
-    AUTH_ISSUER = env_str("AUTH_ISSUER").rstrip("/")
+    # Exactly as the provider writes `iss` (Auth0's ends with a slash).
+    AUTH_ISSUER = env_str("AUTH_ISSUER")
     AUTH_AUDIENCE = env_str("AUTH_AUDIENCE")
     AUTH_SCOPE_CLAIM = env_str("AUTH_SCOPE_CLAIM")
     AUTH_ALGORITHMS = env_str("AUTH_ALGORITHMS")

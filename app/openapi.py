@@ -11,6 +11,7 @@ from app.api.pages import SUMMARY_COUNT, SUMMARY_FIELDS
 from app.api.routes import DEFAULT_PAGE, MAX_PAGE
 from app.auth.masking import PERSONAL_FIELDS
 from app.auth.policy import LIST, READ, SCOPES
+from app.auth.provider import discovery_url
 from app.validation.schema import MAX_RECORD_BYTES, ORDER_SCHEMA, ORDER_UID_PATTERN
 
 INTEGER_NOTE = "A JSON integer, written without a fraction or exponent (1817, not 1817.0)."
@@ -183,7 +184,7 @@ def openapi_document(issuer: str) -> dict[str, Any]:
         },
         "components": {
             "securitySchemes": {OIDC: {
-                "type": "openIdConnect", "openIdConnectUrl": f"{issuer}/.well-known/openid-configuration",
+                "type": "openIdConnect", "openIdConnectUrl": discovery_url(issuer),
                 "description": "Authorization: Bearer <access token> from this provider (a JWT); scopes: "
                                + ", ".join(SCOPES)}},
             "schemas": {

@@ -38,7 +38,8 @@ def token_endpoint(issuer: str = Config.AUTH_ISSUER) -> str:
 def client_token_response(scopes: tuple[str, ...], client_id: str = Config.AUTH_CLI_CLIENT_ID,
                           secret: str = Config.AUTH_CLI_CLIENT_SECRET) -> dict:
     response = requests.post(token_endpoint(), auth=(client_id, secret), timeout=TIMEOUT_S,
-                             data={"grant_type": "client_credentials", **({"scope": " ".join(scopes)} if scopes else {})})
+                             data={"grant_type": "client_credentials",
+                                   **({"scope": " ".join(scopes)} if scopes else {})})
     response.raise_for_status()
     return response.json()
 

@@ -90,8 +90,11 @@ def key_at_the_provider() -> Iterator[tuple[str, rsa.RSAPrivateKey]]:
 
 def accepted_within(target, key, timeout_s: float) -> tuple:
     """Polls with a new token each time (the edge keeps each token's answer) until one reads."""
-    return wait_until(lambda: (got := get(target, token=signed(key, jti=str(uuid.uuid4()))))[0] == 200 and got,
-                      timeout_s, "the service found the provider's new key")
+    def reads() -> tuple | None:
+        answer = get(target, token=signed(key, jti=str(uuid.uuid4())))
+        return answer if answer[0] == 200 else None
+
+    return wait_until(reads, timeout_s, "the service found the provider's new key")
 
 
 @pytest.fixture(scope="module")
@@ -242,7 +245,8 @@ def test_a_token_for_another_audience_is_refused(target, provider_key):
 def test_expired_and_not_yet_valid_tokens_are_refused(target, provider_key):
     now = int(time.time())
     leeway = Config.AUTH_LEEWAY_S
-    refused(get(target, token=signed(provider_key, iat=now - 900, exp=now - leeway - 60)), 401, "invalid_token")
+    expired = signed(provider_key, iat=now - 900, exp=now - leeway - 60)
+    refused(get(target, token=expired), 401, "invalid_token")
     refused(get(target, token=signed(provider_key, nbf=now + leeway + 60)), 401, "invalid_token")
     # Within the leeway, a clock a little behind the provider's still reads.
     assert get(target, token=signed(provider_key, iat=now - 300, exp=now - leeway // 2))[0] == 200

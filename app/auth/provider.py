@@ -15,6 +15,11 @@ RETRY_S = 5
 MAX_DOCUMENT_BYTES = 1 << 20
 
 
+def discovery_url(issuer: str) -> str:
+    """OpenID Connect Discovery: the issuer (without a trailing slash) + /.well-known/..."""
+    return f"{issuer.rstrip('/')}/.well-known/openid-configuration"
+
+
 class ProviderUnavailable(Exception):
     """The provider could not be reached (or answered nonsense) just now."""
 
@@ -30,7 +35,7 @@ class Provider:
 
     @property
     def discovery_url(self) -> str:
-        return f"{self.issuer}/.well-known/openid-configuration"
+        return discovery_url(self.issuer)
 
     def metadata(self) -> dict[str, Any]:
         if self._metadata is not None:

@@ -42,7 +42,7 @@ from flask import (
 from flask.sessions import SecureCookieSessionInterface
 
 from app.auth.policy import LIST, PII, READ
-from app.auth.provider import ProviderUnavailable
+from app.auth.provider import ProviderUnavailable, discovery_url
 from app.auth.tokens import Principal, Refusal
 
 log = logging.getLogger(__name__)
@@ -71,7 +71,7 @@ def init_sign_in(app: Flask) -> None:
         "provider",
         client_id=app.config["AUTH_WEB_CLIENT_ID"],
         client_secret=app.config["AUTH_WEB_CLIENT_SECRET"],
-        server_metadata_url=f"{app.config['AUTH_ISSUER']}/.well-known/openid-configuration",
+        server_metadata_url=discovery_url(app.config["AUTH_ISSUER"]),
         client_kwargs={"scope": BASE_SCOPES, "code_challenge_method": "S256",
                        "default_timeout": app.config["AUTH_PROVIDER_TIMEOUT_S"]},
     )
