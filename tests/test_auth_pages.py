@@ -175,3 +175,26 @@ def test_the_openapi_document_names_the_scope_of_every_read(browser):
             assert "security" not in operation, f"{path} is public in the document"
             assert browser.get(path).status_code not in (401, 403), path
     assert set(expected) <= set(document["paths"])
+
+
+def test_with_auth_off_every_start_warns_and_readyz_says_so(app, empty_db, database_url, example_order,
+                                                             caplog):
+    with caplog.at_level("WARNING", logger="app.auth"):
+        closed = create_app(TestConfig, {"SQLALCHEMY_DATABASE_URI": database_url, "AUTH_ENABLED": False})
+    assert any("AUTH_ENABLED=false" in record.getMessage() for record in caplog.records)
+    client = closed.test_client()
+    details = client.get("/readyz").get_json()["auth"]
+    assert details["enabled"] is False and "personal data" in details["warning"]
+    save(closed, [example_order])
+    # Anyone reads everything then: that is what the warning is about.
+    answer = client.get(f"/order/{example_order['order_uid']}")
+    assert answer.status_code == 200 and answer.get_json() == example_order
+    assert answer.headers["Cache-Control"] == "no-store"
+
+
+def test_readyz_gives_its_details_to_metrics_allow_only(app):
+    client = app.test_client()
+    inside = client.get("/readyz").get_json()  # the test client is 127.0.0.1, in METRICS_ALLOW
+    assert inside["auth"] == {"enabled": True} and "checks" in inside
+    outside = client.get("/readyz", environ_base={"REMOTE_ADDR": "203.0.113.7"})
+    assert set(outside.get_json()) == {"status"}

@@ -15,7 +15,7 @@ from config import DEFAULTS
 
 ROOT = Path(__file__).resolve().parents[2]
 # Set in docker-compose.yml to the containers' own addresses, on purpose.
-COMPOSE_CONTAINER_ADDRESSES = {"DATABASE_URL", "KAFKA_BOOTSTRAP_SERVERS"}
+COMPOSE_CONTAINER_ADDRESSES = {"DATABASE_URL", "KAFKA_BOOTSTRAP_SERVERS", "AUTH_ISSUER"}
 # Read without being settings: set by gunicorn.conf.py for prometheus-client; the XDG base
 # directory that ORDER_SERVICE_HOME's default honours.
 NOT_SETTINGS = {"PROMETHEUS_MULTIPROC_DIR", "XDG_CACHE_HOME"}
