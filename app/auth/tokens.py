@@ -99,13 +99,13 @@ class KeySet:
         """The key for `kid`, or None if the provider has none such. ProviderUnavailable when the
         keys can't be had and none is known for `kid`."""
         key = self._keys.get(kid)
-        stale = time.monotonic() - self._fetched_at > KEYS_MAX_AGE_S
-        if key is not None and not stale:
+        if key is not None and time.monotonic() - self._fetched_at <= KEYS_MAX_AGE_S:
             return key
-        if self._may_fetch():
-            self._fetch(wait=key is None)
-        elif key is None and not self._keys:
-            raise ProviderUnavailable("the provider's keys could not be fetched yet")
+        # Unknown: wait for a fetch in flight, or make one if the last was long enough ago.
+        # Known but old: refresh it unless another request is doing so, and use it meanwhile.
+        self._fetch(wait=key is None)
+        if not self._keys:
+            raise ProviderUnavailable("the provider's keys could not be fetched")
         return self._keys.get(kid)
 
     def _may_fetch(self) -> bool:
@@ -117,7 +117,7 @@ class KeySet:
         if not self._lock.acquire(blocking=wait, timeout=self._provider.timeout_s + 1 if wait else -1):
             return
         try:
-            if not self._may_fetch():
+            if not self._may_fetch():  # fetched (or failed) just now, maybe while this one waited
                 return
             self._tried_at = time.monotonic()
             try:
@@ -128,8 +128,6 @@ class KeySet:
                 KEY_FETCHES.labels("failed").inc()
                 log.warning("the provider's keys could not be fetched (%s); %s", exc,
                             "keeping the ones known" if self._keys else "tokens can't be checked until then")
-                if not self._keys:
-                    raise ProviderUnavailable(str(exc)) from None
                 return
             KEY_FETCHES.labels("ok").inc()
             self._keys, self._fetched_at = keys, time.monotonic()
