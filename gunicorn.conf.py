@@ -11,13 +11,6 @@ import tempfile
 # config loads .env itself (the environment wins), before any setting below is read.
 from config import Config, env_int, env_str
 
-# The page's session cookie must verify in every worker: without a SECRET_KEY, one random key for
-# all the workers of this master (set before they fork; sign-ins end when the master restarts).
-if not Config.SECRET_KEY:
-    import secrets
-
-    Config.SECRET_KEY = secrets.token_urlsafe(32)
-
 # prometheus-client's multiprocess mode: every worker writes its metrics here and /metrics adds
 # them up. Set before any worker imports prometheus_client; emptied at each start.
 os.environ.setdefault(
@@ -52,6 +45,12 @@ CONSUMER_STOP_TIMEOUT = max(1.0, min(10.0, graceful_timeout / 3))
 
 
 def on_starting(server):
+    # The page's session cookie must verify in every worker: without a SECRET_KEY, one random key
+    # for all the workers of this master (made before they fork; sign-ins end when it restarts).
+    if not Config.SECRET_KEY:
+        import secrets
+
+        Config.SECRET_KEY = secrets.token_urlsafe(32)
     metrics_dir = os.environ["PROMETHEUS_MULTIPROC_DIR"]
     shutil.rmtree(metrics_dir, ignore_errors=True)
     os.makedirs(metrics_dir, exist_ok=True)

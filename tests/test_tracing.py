@@ -143,7 +143,7 @@ def test_a_request_gets_a_server_span_with_its_request_id(traced_service, topics
     # LOG_FORMAT=json: the access line is one JSON object with the request's id and its trace.
     def access_line() -> dict | None:
         for line in traced_service.log().splitlines():
-            if line.startswith("{") and '"trace-test-hit"' in line:
+            if line.startswith("{") and '"trace-test-hit"' in line and '"order_service.access"' in line:
                 return json.loads(line)
         return None
 
@@ -151,6 +151,10 @@ def test_a_request_gets_a_server_span_with_its_request_id(traced_service, topics
     assert entry["logger"] == "order_service.access" and entry["level"] == "INFO"
     assert (entry["request_id"], entry["trace_id"], entry["span_id"]) == ("trace-test-hit", hit.trace_id,
                                                                           hit.span_id)
+    # The read's audit line, with its fields as keys of the same JSON shape and the same request id.
+    audit = next(json.loads(line) for line in traced_service.log().splitlines()
+                 if line.startswith("{") and '"trace-test-hit"' in line and '"order_service.audit"' in line)
+    assert (audit["event"], audit["order_uid"], audit["masked"]) == ("order_read", order["order_uid"], False)
     assert entry["message"].endswith(f'"GET /order/{order["order_uid"]}" 200')
 
 

@@ -136,8 +136,11 @@ class AccessLayer:
         in the caller's form, 304 if the caller has that form's ETag."""
         wanted = environ.pop("HTTP_IF_NONE_MATCH", None)
         head = environ.get("REQUEST_METHOD") == "HEAD"
-        environ["REQUEST_METHOD"] = "GET"
-        status, headers, body = call_inner(self.wsgi_app, environ)
+        environ["REQUEST_METHOD"] = "GET"  # the body is needed to mask it and to know its ETag
+        try:
+            status, headers, body = call_inner(self.wsgi_app, environ)
+        finally:
+            environ["REQUEST_METHOD"] = "HEAD" if head else "GET"
         if not status.startswith("200 "):
             start_response(status, headers)
             return [b""] if head else [body]
