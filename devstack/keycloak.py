@@ -45,8 +45,8 @@ from config import DEV_SECRETS, dev_secrets_dir, env_int, env_str, order_service
 VERSION = "26.4.0"
 ARTIFACT = f"org.keycloak:keycloak-quarkus-dist:{VERSION}:tar.gz"
 REALM_TEMPLATE = ROOT / "infra" / "keycloak" / "realm.json"
-# Small on purpose: 2 cores and 24 GiB shared by every service and engineer. Measured: ~300 MiB
-# resident once the realm is imported (bench/README.md).
+# Small on purpose: 2 cores and 24 GiB shared by every service and engineer (its resident size
+# and start-up times are in bench/README.md).
 HEAP = "-Xms64m -Xmx384m -XX:MaxMetaspaceSize=256m -XX:+ExitOnOutOfMemoryError"
 START_TIMEOUT_S = 180
 STOP_TIMEOUT_S = 30
