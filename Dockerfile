@@ -5,9 +5,10 @@ FROM python:3.11-slim
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /srv/order-service
 
-# Debian's nginx, the same as `make infra` installs: docker-compose runs the edge from this image
-# too, with the config rendered by devstack/edge_config.py.
-RUN apt-get update && apt-get install -y --no-install-recommends nginx && rm -rf /var/lib/apt/lists/*
+# Debian's nginx and its set-misc module, the same as `make infra` installs: docker-compose runs the
+# edge from this image too, with the config rendered by devstack/edge_config.py.
+RUN apt-get update && apt-get install -y --no-install-recommends nginx libnginx-mod-http-set-misc \
+    && rm -rf /var/lib/apt/lists/*
 
 COPY requirements.txt .
 RUN pip install --no-cache-dir -r requirements.txt

@@ -27,10 +27,10 @@ $(STAMP): requirements.txt requirements-dev.txt
 	@$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
 	@rm -f $(VENV)/.installed-* && touch $@
 
-infra: install ## start PostgreSQL, Kafka and the edge (nginx); a no-op when they are up
+infra: install ## start PostgreSQL, Kafka, the edge (nginx) and the OpenID Connect provider (Keycloak)
 	@$(BIN)/python -m devstack up
 
-infra-down: install ## stop the PostgreSQL, Kafka and nginx that `make infra` started
+infra-down: install ## stop the PostgreSQL, Kafka, nginx and Keycloak that `make infra` started
 	@$(BIN)/python -m devstack down
 
 infra-status: install ## what runs where
@@ -40,6 +40,7 @@ migrate: infra ## flask db upgrade on DATABASE_URL
 	@$(BIN)/flask db upgrade
 
 run: migrate ## the service: nginx on PORT (8080), gunicorn (consumers included) on APP_BIND behind it
+	@$(BIN)/python -m devstack.keycloak credentials
 	$(BIN)/gunicorn wsgi:app
 
 tools: ## Debian's chromium and fonts for CJK and emoji (web page tests), wrk (benchmarks); once

@@ -67,7 +67,46 @@ DEFAULTS: dict[str, str | int | bool] = {
     "LOG_LEVEL": "INFO",
     "LOG_FORMAT": "plain",
     "ORDER_SERVICE_HOME": "~/.cache/order-service",  # `make infra` only; honours $XDG_CACHE_HOME
+    # Who may see an order (app/auth/): bearer tokens from an OpenID Connect provider, checked
+    # against its JWKS; the web page signs people in with the authorization-code flow + PKCE.
+    "AUTH_ENABLED": True,
+    # `make infra` starts Keycloak at this issuer's host and port, serving this realm.
+    "AUTH_ISSUER": "http://127.0.0.1:8180/realms/order-service",
+    "AUTH_AUDIENCE": "order-service",
+    "AUTH_SCOPE_CLAIM": "scope",  # some providers (Entra ID) say "scp"
+    "AUTH_ALGORITHMS": "RS256",  # asymmetric only: RS*, PS*, ES*, EdDSA
+    "AUTH_LEEWAY_S": 30,
+    "AUTH_PROVIDER_TIMEOUT_S": 3,
+    "AUTH_JWKS_REFRESH_S": 30,  # at most one refresh of the keys for an unknown kid this often
+    "AUTH_EDGE_CACHE_S": 10,
+    "AUTH_WEB_CLIENT_ID": "order-service-web",
+    "AUTH_WEB_CLIENT_SECRET": "",  # or AUTH_WEB_CLIENT_SECRET_FILE; `make infra` makes one
+    "AUTH_CLI_CLIENT_ID": "order-service-cli",
+    "AUTH_CLI_CLIENT_SECRET": "",  # or AUTH_CLI_CLIENT_SECRET_FILE; `make infra` makes one
+    "SECRET_KEY": "",  # signs the page's session cookie; empty: a random one per start
+    "KEYCLOAK_MANAGEMENT_PORT": 8181,  # `make infra` only
+    # Requests that pass the edge's caches (unknown ids, the list, the page), per client address
+    # and per token: a steady rate per second and a burst above it.
+    "EDGE_LOOKUP_RATE": 50,
+    "EDGE_LOOKUP_BURST": 100,
 }
+
+# The secrets `make infra` makes for its own provider (devstack/keycloak.py), one file each in
+# dev_secrets_dir(): used when neither NAME nor NAME_FILE is set.
+DEV_SECRETS = ("AUTH_WEB_CLIENT_SECRET", "AUTH_CLI_CLIENT_SECRET")
+
+
+def order_service_home() -> Path:
+    """Where `make infra` keeps data, downloads and logs: ORDER_SERVICE_HOME, by default
+    ~/.cache/order-service (under $XDG_CACHE_HOME when that is set)."""
+    configured = os.environ.get("ORDER_SERVICE_HOME")
+    if configured:
+        return Path(configured).expanduser().absolute()
+    return (Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "order-service").absolute()
+
+
+def dev_secrets_dir() -> Path:
+    return order_service_home() / "keycloak" / "secrets"
 
 
 def _raw(name: str) -> str | None:
@@ -84,10 +123,15 @@ def env_str(name: str) -> str:
 
 def env_secret(name: str) -> str:
     """A secret: from the file named by NAME_FILE (the convention of Docker and Kubernetes secrets,
-    one trailing newline dropped) when that is set, else from NAME, else the default."""
+    one trailing newline dropped) when that is set, else from NAME, else (for DEV_SECRETS) the one
+    `make infra` made for its own provider, else the default."""
     path = os.environ.get(f"{name}_FILE")
     if not path:
-        return env_str(name)
+        value = env_str(name)
+        dev_file = dev_secrets_dir() / name
+        if value or name not in DEV_SECRETS or not dev_file.is_file():
+            return value
+        path = str(dev_file)
     try:
         with open(path, encoding="utf-8") as file:
             return file.read().removesuffix("\n")
@@ -265,9 +309,34 @@ class Config:
     # "plain" lines, or "json": one object a line with trace_id / span_id / request_id when known.
     LOG_FORMAT = env_choice("LOG_FORMAT", ("plain", "json"))
 
+    # Who may see an order (app/auth/, README "Security").
+    AUTH_ENABLED = env_bool("AUTH_ENABLED")
+    # Exactly as the provider writes `iss` (Auth0's ends with a slash).
+    AUTH_ISSUER = env_str("AUTH_ISSUER")
+    AUTH_AUDIENCE = env_str("AUTH_AUDIENCE")
+    AUTH_SCOPE_CLAIM = env_str("AUTH_SCOPE_CLAIM")
+    AUTH_ALGORITHMS = env_str("AUTH_ALGORITHMS")
+    # Seconds of clock difference allowed on exp and nbf.
+    AUTH_LEEWAY_S = env_int("AUTH_LEEWAY_S")
+    # The longest a request thread waits for the provider (its keys, its metadata).
+    AUTH_PROVIDER_TIMEOUT_S = env_int("AUTH_PROVIDER_TIMEOUT_S")
+    AUTH_JWKS_REFRESH_S = env_int("AUTH_JWKS_REFRESH_S")
+    # How long the edge keeps a token's answer (never past the token's exp).
+    AUTH_EDGE_CACHE_S = env_int("AUTH_EDGE_CACHE_S")
+    AUTH_WEB_CLIENT_ID = env_str("AUTH_WEB_CLIENT_ID")
+    AUTH_WEB_CLIENT_SECRET = env_secret("AUTH_WEB_CLIENT_SECRET")
+    AUTH_CLI_CLIENT_ID = env_str("AUTH_CLI_CLIENT_ID")
+    AUTH_CLI_CLIENT_SECRET = env_secret("AUTH_CLI_CLIENT_SECRET")
+    SECRET_KEY = env_secret("SECRET_KEY")
+    EDGE_LOOKUP_RATE = env_int("EDGE_LOOKUP_RATE")
+    EDGE_LOOKUP_BURST = env_int("EDGE_LOOKUP_BURST")
+
 
 class TestConfig(Config):
     TESTING = True
+    # One key for every app of the test process, so that a page session signed in once can be
+    # copied into any test's client.
+    SECRET_KEY = os.urandom(32).hex()
     # Tests never touch the `orders` database: each creates a database of its own on DATABASE_URL's
     # server (harness/postgres.py) and passes its URL in as an override; without one the app refuses
     # to start.

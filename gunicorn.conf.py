@@ -9,7 +9,7 @@ import signal
 import tempfile
 
 # config loads .env itself (the environment wins), before any setting below is read.
-from config import env_int, env_str, private_dir
+from config import Config, env_int, env_str, private_dir
 
 # prometheus-client's multiprocess mode: every worker writes its metrics here and /metrics adds
 # them up. Set before any worker imports prometheus_client; emptied at each start.
@@ -45,6 +45,12 @@ CONSUMER_STOP_TIMEOUT = max(1.0, min(10.0, graceful_timeout / 3))
 
 
 def on_starting(server):
+    # The page's session cookie must verify in every worker: without a SECRET_KEY, one random key
+    # for all the workers of this master (made before they fork; sign-ins end when it restarts).
+    if not Config.SECRET_KEY:
+        import secrets
+
+        Config.SECRET_KEY = secrets.token_urlsafe(32)
     # /tmp is everyone's: a symlink or a directory someone else planted at the path must never get
     # the workers' files (nor have ours read back as metrics). Ours is private, and emptied.
     metrics_dir = os.environ["PROMETHEUS_MULTIPROC_DIR"]

@@ -25,6 +25,7 @@ def create_app(config_class: type = Config, overrides: dict[str, Any] | None = N
     order_cache = init_order_cache(app)
 
     from app.api import bp as api_bp
+    from app.auth import init_auth
     from app.errors import register_error_handlers
     from app.health import bp as health_bp
     from app.metrics import init_metrics
@@ -35,15 +36,19 @@ def create_app(config_class: type = Config, overrides: dict[str, Any] | None = N
     app.register_blueprint(health_bp)
     app.register_blueprint(api_bp)
     app.register_blueprint(web_bp)
+    init_auth(app)
     register_error_handlers(app)
     init_security_headers(app)
     init_metrics(app)
     init_openapi(app)
 
     from app.api.fast_path import CachedOrderFastPath
+    from app.auth import with_access_check
     from app.tracing import init_tracing
 
     app.wsgi_app = CachedOrderFastPath(app.wsgi_app, order_cache)
+    # Outside the fast path: no answer with an order skips the access check.
+    app.wsgi_app = with_access_check(app, app.wsgi_app)
     # Outside the fast path (a cache hit gets its server span too), inside the request id's layer.
     init_tracing(app)
     app.wsgi_app = _behind_the_edge(app, app.wsgi_app)

@@ -72,6 +72,8 @@ class JsonFormatter(logging.Formatter):
             **json_entry(record.created, record.levelname, record.name, record.getMessage(),
                          record.process, record.threadName),
             **trace_fields(),
+            # Structured lines (the audit log) carry their fields as keys.
+            **getattr(record, "fields", {}),
         }
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)

@@ -20,6 +20,8 @@ ORDERS_CONSUMED = Counter(
     "orders_consumed_total", "Records consumed from Kafka, by what became of them", ["result"]
 )
 CACHE_REQUESTS = Counter("orders_cache_requests_total", "Order look-ups by cache result", ["result"])
+# Fetches of the provider's signing keys (JWKS) by outcome: an unknown kid may not hammer it.
+KEY_FETCHES = Counter("auth_key_fetches_total", "Fetches of the OpenID Connect provider's keys", ["outcome"])
 HTTP_DURATION = Histogram(
     "http_request_duration_seconds",
     "HTTP request duration by route, method and status",

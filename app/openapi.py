@@ -1,6 +1,7 @@
 """GET /openapi.json: an OpenAPI 3.1 document whose Order schema is generated from the Cerberus
 schema, so the contract as validated and the contract as documented cannot drift apart."""
 
+import copy
 from functools import cache
 from typing import Any
 
@@ -8,6 +9,9 @@ from flask import Flask, jsonify
 
 from app.api.pages import SUMMARY_COUNT, SUMMARY_FIELDS
 from app.api.routes import DEFAULT_PAGE, MAX_PAGE
+from app.auth.masking import PERSONAL_FIELDS
+from app.auth.policy import LIST, READ, SCOPES
+from app.auth.provider import discovery_url
 from app.validation.schema import MAX_RECORD_BYTES, ORDER_SCHEMA, ORDER_UID_PATTERN
 
 INTEGER_NOTE = "A JSON integer, written without a fraction or exponent (1817, not 1817.0)."
@@ -68,8 +72,35 @@ def _json(schema_ref: str, description: str) -> dict[str, Any]:
             "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{schema_ref}"}}}}
 
 
+def masked_order_schema(order: dict[str, Any]) -> dict[str, Any]:
+    """The Order schema with each personal field as its masked form (app/auth/masking.py)."""
+    masked = copy.deepcopy(order)
+    masked["description"] = ("An order as a caller without orders:pii sees it: each personal field keeps its "
+                             "first character and its shape, the rest is '*'.")
+    for group, field in PERSONAL_FIELDS:
+        limits = masked["properties"][group]["properties"][field]
+        masked["properties"][group]["properties"][field] = {
+            "type": "string", "maxLength": limits["maxLength"], "description": "personal: masked"}
+    return masked
+
+
+def secured(operation: dict[str, Any], scope: str, refusals: dict[str, Any]) -> dict[str, Any]:
+    """The operation with its scope and the answers of the access check."""
+    error = _json("Error", "")
+    return {**operation, "security": [{OIDC: [scope]}], "responses": {
+        **operation["responses"],
+        "401": {**error, "description": "No token, or a bad one (WWW-Authenticate: Bearer; the error code)",
+                "headers": {"WWW-Authenticate": {"schema": {"type": "string"}}}},
+        "403": {**error, "description": f"The token lacks the {scope} scope"},
+        **refusals,
+    }}
+
+
+OIDC = "oidc"
+
+
 @cache
-def openapi_document() -> dict[str, Any]:
+def openapi_document(issuer: str) -> dict[str, Any]:
     error = _json("Error", "")
     order = json_schema({"type": "dict", "schema": ORDER_SCHEMA})
     order["description"] = f"{TEXT_NOTE} Records over {MAX_RECORD_BYTES:,} bytes are rejected."
@@ -84,11 +115,13 @@ def openapi_document() -> dict[str, Any]:
         "info": {
             "title": "order-service",
             "version": "1.0.0",
-            "description": "Orders consumed from Kafka, stored in PostgreSQL, served from a cache.",
+            "description": "Orders consumed from Kafka, stored in PostgreSQL, served from a cache. "
+                           "Every read needs a bearer token from the OpenID Connect provider with its scope: "
+                           + "; ".join(f"{scope}: {meaning}" for scope, meaning in SCOPES.items()) + ".",
         },
         "paths": {
             "/order/{order_uid}": {
-                "get": {
+                "get": secured({
                     "summary": "One order, as it came in (date_created in UTC)",
                     "parameters": [
                         {"name": "order_uid", "in": "path", "required": True,
@@ -97,20 +130,26 @@ def openapi_document() -> dict[str, Any]:
                          "schema": {"type": "string"}},
                     ],
                     "responses": {
-                        "200": {**_json("Order", "The order"), "headers": {
-                            "ETag": {"schema": {"type": "string"}},
+                        "200": {"description": "The order: in full with orders:pii, else masked",
+                                "content": {"application/json": {"schema": {"anyOf": [
+                                    {"$ref": "#/components/schemas/Order"},
+                                    {"$ref": "#/components/schemas/MaskedOrder"}]}}},
+                                "headers": {
+                            "ETag": {"schema": {"type": "string"}, "description": "Of the form served"},
                             "X-Order-Source": {"schema": {"enum": ["cache", "database"]},
                                                "description": "Where the answer came from"},
+                            "X-Order-View": {"schema": {"enum": ["full", "masked"]}},
                         }},
                         "304": {"description": "Not modified (If-None-Match matched the ETag)"},
                         "400": {**error, "description": "The id breaks the order_uid rule"},
                         "404": {**error, "description": "No such order"},
                         "503": {**error, "description": "PostgreSQL unavailable"},
                     },
-                }
+                }, READ, {"400": {**error,
+                                  "description": "The id breaks the order_uid rule, or a token in the URL"}})
             },
             "/orders": {
-                "get": {
+                "get": secured({
                     "summary": "The most recent orders, newest first",
                     "parameters": [
                         {"name": "limit", "in": "query", "required": False,
@@ -121,10 +160,10 @@ def openapi_document() -> dict[str, Any]:
                     ],
                     "responses": {
                         "200": _json("RecentOrders", "A page of order summaries"),
-                        "400": {**error, "description": "Bad limit or cursor"},
+                        "400": {**error, "description": "Bad limit or cursor, or a token in the URL"},
                         "503": {**error, "description": "PostgreSQL unavailable"},
                     },
-                }
+                }, LIST, {})
             },
             "/healthz": {"get": {"summary": "Liveness", "responses": {"200": _json("Health", "Alive")}}},
             "/readyz": {
@@ -144,8 +183,13 @@ def openapi_document() -> dict[str, Any]:
             },
         },
         "components": {
+            "securitySchemes": {OIDC: {
+                "type": "openIdConnect", "openIdConnectUrl": discovery_url(issuer),
+                "description": "Authorization: Bearer <access token> from this provider (a JWT); scopes: "
+                               + ", ".join(SCOPES)}},
             "schemas": {
                 "Order": order,
+                "MaskedOrder": masked_order_schema(order),
                 "OrderSummary": summary_schema(order),
                 "RecentOrders": {
                     "type": "object",
@@ -166,7 +210,8 @@ def openapi_document() -> dict[str, Any]:
                            "properties": {"status": {"const": "ok"}}},
                 "Readiness": {
                     "type": "object",
-                    "required": ["status", "checks"],
+                    "description": "The status for anyone; the other fields for METRICS_ALLOW only",
+                    "required": ["status"],
                     "properties": {
                         "status": {"enum": ["ready", "not_ready"]},
                         "checks": {"type": "object", "additionalProperties": {
@@ -180,6 +225,8 @@ def openapi_document() -> dict[str, Any]:
                             "retries": {"type": "integer"},
                             "waiting_s": {"type": "number"}}},
                         "cache_warmup": {"enum": ["off", "running", "done"]},
+                        "auth": {"type": "object", "required": ["enabled"], "properties": {
+                            "enabled": {"type": "boolean"}, "warning": {"type": "string"}}},
                     },
                 },
             }
@@ -190,4 +237,4 @@ def openapi_document() -> dict[str, Any]:
 def init_openapi(app: Flask) -> None:
     @app.get("/openapi.json")
     def openapi_json():
-        return jsonify(openapi_document())
+        return jsonify(openapi_document(app.config["AUTH_ISSUER"]))

@@ -38,6 +38,12 @@ def markdown_table(results: dict) -> str:
         ("edge from an empty cache, same load (req/s; p50 / p99 ms)", _rate(read["edge_cold"]),
          f"gunicorn directly (cached, above): {read['cached']['rps']:,.0f}",
          f"{ratios['edge_cold_vs_cached']:.2f}× (goal ≥ 1×, p99 ≤ 50 ms)"),
+        ("edge with a token: cached reads through nginx, auth on (req/s; p50 / p99 ms)",
+         _rate(read["edge_auth"]),
+         f"gunicorn directly, same token: {read['cached_auth']['rps']:,.0f} "
+         f"(p99 {read['cached_auth']['p99_ms']:.2f} ms)",
+         f"{ratios['edge_auth_vs_cached_auth']:.2f}× (goal ≥ 3×, p99 ≤ 10 ms); "
+         f"{ratios['edge_auth_vs_edge']:.2f} of the edge without auth"),
         (f"edge, one pass over {read['edge_first_pass']['ids']:,} ids, every request a miss "
          "(req/s; p50 / p99 ms)", _rate(read["edge_first_pass"]), "",
          f"{ratios['edge_first_pass_vs_cached']:.2f}×"),

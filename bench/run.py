@@ -34,6 +34,7 @@ from config import Config
 from harness import ROOT, contract_example
 from harness.edge import Edge
 from harness.kafka import admin, committed_offsets, create_topics, delete_topics
+from harness.oidc import Tokens
 from harness.postgres import admin_dsn, create_database, drop_database
 from harness.service import Service, service_env
 from harness.waiting import wait_until
@@ -41,6 +42,10 @@ from harness.waiting import wait_until
 WRK_SCRIPT = ROOT / "bench" / "wrk_random_ids.lua"
 WRK_ONE_PASS = ROOT / "bench" / "wrk_one_pass.lua"
 WRK_THREADS = 2
+NO_AUTH = {"AUTH_ENABLED": "false"}
+# One wrk client stands for many clients: the edge's per-address limits are lifted in the bench.
+UNLIMITED = {"EDGE_LOOKUP_RATE": "1000000", "EDGE_LOOKUP_BURST": "1000000"}
+SCOPES = ("orders:read", "orders:pii")
 SEED = 1
 
 
@@ -252,10 +257,16 @@ def measure_reads(database: str, topics, settings: Settings, work: Path, say: Pr
     read_only = {"CONSUMER_ENABLED": "false", "CACHE_THRESHOLD": str(max(20_000, 2 * len(ids)))}
     results: dict[str, Any] = {}
 
-    env = service_env(database, topics, CACHE_WARMUP=str(len(ids)), **read_only)
+    # The service's own speed without authentication (as before it existed), and the same service
+    # checking tokens, with the reads of a caller who may see everything (orders:read orders:pii).
+    env = service_env(database, topics, CACHE_WARMUP=str(len(ids)), **read_only, **NO_AUTH)
     service = Service(env, work / "cached.log").start()
+    secured = Service(service_env(database, topics, CACHE_WARMUP=str(len(ids)), **read_only),
+                      work / "cached_auth.log").start()
+    tokens = Tokens()
     ceiling: Service | None = None
     try:
+        wait_until(lambda: _warmups(secured.log(), workers=2), 120, "both caches warmed (with auth)")
         warmups = wait_until(lambda: _warmups(service.log(), workers=2), 120, "both caches warmed")
         results["warmup_s"] = max(float(seconds) for _, seconds in warmups)
         results["warmup_orders"] = int(warmups[0][0])
@@ -263,7 +274,7 @@ def measure_reads(database: str, topics, settings: Settings, work: Path, say: Pr
         status, _, body = service.get(f"/order/{ids[0]}")
         assert status == 200
         body_file.write_bytes(body)
-        ceiling = Service({**os.environ, "BENCH_CEILING_BODY": str(body_file)}, work / "ceiling.log",
+        ceiling = Service({"BENCH_CEILING_BODY": str(body_file)}, work / "ceiling.log",
                           args=("-c", "bench/ceiling.conf.py", "bench.ceiling:app")).start()
         # Ceiling and service alternate, twice, and each keeps its better round: background work on
         # this shared machine (a checkpoint after the load, a noisy neighbour) only ever slows a
@@ -271,11 +282,18 @@ def measure_reads(database: str, topics, settings: Settings, work: Path, say: Pr
         # The edge (nginx, the config `make infra` renders) in front of the same gunicorn, with
         # the same load as "cached": from an empty edge cache (edge_cold: each id's first request
         # is a miss), then warm (edge). And one strict pass, every id once, all misses.
-        rounds: dict[str, list[dict]] = {name: [] for name in
-                                         ("ceiling", "cached", "edge_cold", "edge", "edge_first_pass")}
+        # With a token: gunicorn directly (every request checks it), then the edge (which asks
+        # gunicorn once per token and AUTH_EDGE_CACHE_S), its cache filled by one pass first.
+        rounds: dict[str, list[dict]] = {name: [] for name in ("ceiling", "cached", "edge_cold", "edge",
+                                                               "edge_first_pass", "cached_auth", "edge_auth")}
         for _ in range(2):
             rounds["ceiling"].append(wrk(ceiling, ids_file, settings, "ceiling", say))
             rounds["cached"].append(wrk(service, ids_file, settings, "cached", say))
+            rounds["cached_auth"].append(
+                wrk(secured, ids_file, settings, "cached_auth", say, tokens(*SCOPES)))
+            with running_edge(secured, work, auth=True) as edge:
+                wrk_one_pass(edge, ids_file, settings, work, say, "edge_auth_fill", tokens(*SCOPES))
+                rounds["edge_auth"].append(wrk(edge, ids_file, settings, "edge_auth", say, tokens(*SCOPES)))
             with running_edge(service, work) as edge:
                 rounds["edge_cold"].append(wrk(edge, ids_file, settings, "edge_cold", say))
                 rounds["edge"].append(wrk(edge, ids_file, settings, "edge", say))
@@ -286,10 +304,12 @@ def measure_reads(database: str, topics, settings: Settings, work: Path, say: Pr
         results["missing"] = wrk(service, missing_file, settings, "missing", say)
     finally:
         service.stop()
+        secured.stop()
         if ceiling is not None:
             ceiling.stop()
 
-    env = service_env(database, topics, **{**read_only, "CACHE_THRESHOLD": "0", "CACHE_WARMUP": "0"})
+    env = service_env(database, topics, **{**read_only, "CACHE_THRESHOLD": "0", "CACHE_WARMUP": "0"},
+                      **NO_AUTH)
     service = Service(env, work / "cold.log").start()
     try:
         results["cold"] = wrk(service, ids_file, settings, "cold", say)
@@ -309,9 +329,11 @@ def _warmups(log: str, workers: int) -> list[tuple[str, str]] | None:
     return found if len(found) >= workers else None
 
 
-def wrk(service: Service | Edge, ids_file: Path, settings: Settings, name: str, say: Progress) -> dict:
+def wrk(service: Service | Edge, ids_file: Path, settings: Settings, name: str, say: Progress,
+        token: str = "") -> dict:
     say(f"read/{name}: wrk, {settings.connections} connections, {settings.duration_s} s")
-    env = {**os.environ, "BENCH_IDS_FILE": str(ids_file), "BENCH_PATH_PREFIX": "/order/"}
+    env = {**os.environ, "BENCH_IDS_FILE": str(ids_file), "BENCH_PATH_PREFIX": "/order/",
+           **({"BENCH_AUTHORIZATION": f"Bearer {token}"} if token else {})}
     out = subprocess.run(
         ["wrk", f"-t{WRK_THREADS}", f"-c{settings.connections}", f"-d{settings.duration_s}s", "--timeout",
          "5s", "-s", str(WRK_SCRIPT), service.url],
@@ -321,23 +343,24 @@ def wrk(service: Service | Edge, ids_file: Path, settings: Settings, name: str, 
 
 
 @contextmanager
-def running_edge(service: Service, work: Path) -> Iterator[Edge]:
-    """A new edge, with an empty cache, in front of `service`."""
-    edge = Edge(f"127.0.0.1:{service.port}", work).start()
+def running_edge(service: Service, work: Path, auth: bool = False) -> Iterator[Edge]:
+    """A new edge, with an empty cache, in front of `service`; checking tokens with `auth`."""
+    edge = Edge(f"127.0.0.1:{service.port}", work, {**UNLIMITED, **({} if auth else NO_AUTH)}).start()
     try:
         yield edge
     finally:
         edge.stop()
 
 
-def wrk_one_pass(edge: Edge, ids_file: Path, settings: Settings, work: Path, say: Progress) -> dict:
+def wrk_one_pass(edge: Edge, ids_file: Path, settings: Settings, work: Path, say: Progress,
+                 name: str = "edge_first_pass", token: str = "") -> dict:
     """Every id once, through the edge's empty cache (bench/wrk_one_pass.lua); wrk is stopped as
     soon as both of its threads have had their share answered."""
-    name = "edge_first_pass"
     say(f"read/{name}: wrk, one pass over the ids, {settings.connections} connections")
     done_dir = Path(tempfile.mkdtemp(prefix="wrk-pass-", dir=work))
     env = {**os.environ, "BENCH_IDS_FILE": str(ids_file), "BENCH_PATH_PREFIX": "/order/",
-           "BENCH_THREADS": str(WRK_THREADS), "BENCH_DONE_DIR": str(done_dir)}
+           "BENCH_THREADS": str(WRK_THREADS), "BENCH_DONE_DIR": str(done_dir),
+           **({"BENCH_AUTHORIZATION": f"Bearer {token}"} if token else {})}
     process = subprocess.Popen(
         ["wrk", f"-t{WRK_THREADS}", f"-c{settings.connections}", f"-d{3 * settings.duration_s}s",
          "--timeout", "5s", "-s", str(WRK_ONE_PASS), edge.url],
@@ -382,6 +405,8 @@ def ratios(results: dict) -> dict:
         "edge_vs_cached": round(read["edge"]["rps"] / read["cached"]["rps"], 3),
         "edge_cold_vs_cached": round(read["edge_cold"]["rps"] / read["cached"]["rps"], 3),
         "edge_first_pass_vs_cached": round(read["edge_first_pass"]["rps"] / read["cached"]["rps"], 3),
+        "edge_auth_vs_cached_auth": round(read["edge_auth"]["rps"] / read["cached_auth"]["rps"], 3),
+        "edge_auth_vs_edge": round(read["edge_auth"]["rps"] / read["edge"]["rps"], 3),
     }}
 
 

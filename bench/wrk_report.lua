@@ -1,3 +1,8 @@
+-- A bearer token, when the case needs one, comes from the environment (never wrk's command line).
+local bench_authorization = os.getenv("BENCH_AUTHORIZATION")
+if bench_authorization then
+  wrk.headers["Authorization"] = bench_authorization
+end
 -- The JSON summary both wrk scripts print at the end (wrk's own report has only four percentiles):
 -- loaded with dofile from the script's own folder.
 function bench_report(requests, duration_us, errors, status_errors, latency)

@@ -13,7 +13,6 @@ directives.
 """
 
 import argparse
-import ipaddress
 import os
 import pwd
 import re
@@ -21,6 +20,7 @@ import sys
 from pathlib import Path
 
 from app.errors import RETRY_AFTER_S
+from app.security import allowed_networks
 from config import Config, private_dir
 from devstack.template import render
 
@@ -29,6 +29,30 @@ TEMPLATE = ROOT / "infra" / "nginx" / "nginx.conf.template"
 # When nginx starts as root, its workers (the part that talks to clients) run as this unprivileged
 # user; they alone write the cache.
 WORKER_USER = "www-data"
+# Debian's dynamic modules (set-misc and ndk: libnginx-mod-http-set-misc).
+MODULES_DIR = "/usr/lib/nginx/modules"
+SET_MISC_MODULE = f"{MODULES_DIR}/ngx_http_set_misc_module.so"
+# The keys zone of the token checks' cache: 1 MiB holds about 8,000 tokens.
+AUTH_KEYS_MB = 4
+# GET /order/<id> asks the app about the token first (auth_request) and keeps the answer's form;
+# with authentication off every caller reads the full form.
+ORDER_ACCESS_CHECK = """\
+            auth_request /_auth/order;
+            auth_request_set $order_view $upstream_http_x_order_view;
+            auth_request_set $auth_subject $upstream_http_x_auth_subject;
+            auth_request_set $auth_client $upstream_http_x_auth_client;
+            auth_request_set $auth_scopes $upstream_http_x_auth_scopes;
+            auth_request_set $auth_error $upstream_http_x_auth_error;
+            auth_request_set $auth_message $upstream_http_x_auth_message;
+            auth_request_set $auth_challenge $upstream_http_www_authenticate;"""
+NO_ACCESS_CHECK = """\
+            set $order_view full;
+            set $auth_subject "";
+            set $auth_client "";
+            set $auth_scopes "";
+            set $auth_error "";
+            set $auth_message "";
+            set $auth_challenge "";"""
 
 
 def _positive(name: str, value: int) -> int:
@@ -54,15 +78,7 @@ def _address(name: str, value: str) -> str:
 
 
 def metrics_allow_rules(value: str) -> str:
-    rules = []
-    for entry in re.split(r"[\s,]+", value.strip()):
-        if entry:
-            try:
-                network = ipaddress.ip_network(entry, strict=False)
-            except ValueError:
-                raise ValueError(f"METRICS_ALLOW: {entry!r} is not an address or CIDR range") from None
-            rules.append(f"            allow {network};")
-    return "\n".join(rules)
+    return "\n".join(f"            allow {network};" for network in allowed_networks(value))
 
 
 def values(config: type, prefix: Path, cache_dir: Path) -> dict[str, str]:
@@ -90,6 +106,15 @@ def values(config: type, prefix: Path, cache_dir: Path) -> dict[str, str]:
         "LISTEN": _address("HOST:PORT", f"{listen_host}:{config.PORT}"),
         "METRICS_ALLOW_RULES": metrics_allow_rules(config.METRICS_ALLOW),
         "RETRY_AFTER_S": str(RETRY_AFTER_S),
+        "MODULES_DIR": MODULES_DIR,
+        "AUTH_CACHE_DIR": _path("cache dir", str(cache_dir / "token-checks")),
+        # Where nginx's workers can reach it (they run as WORKER_USER when the master is root).
+        "MISSES_SOCKET": _path("cache dir", str(cache_dir / "temp" / "order-misses.sock")),
+        "AUTH_KEYS_MB": str(AUTH_KEYS_MB),
+        "AUTH_EDGE_CACHE_S": str(_positive("AUTH_EDGE_CACHE_S", config.AUTH_EDGE_CACHE_S)),
+        "ORDER_ACCESS_CHECK": ORDER_ACCESS_CHECK if config.AUTH_ENABLED else NO_ACCESS_CHECK,
+        "LOOKUP_RATE": str(_positive("EDGE_LOOKUP_RATE", config.EDGE_LOOKUP_RATE)),
+        "LOOKUP_BURST": str(_positive("EDGE_LOOKUP_BURST", config.EDGE_LOOKUP_BURST)),
     }
 
 
@@ -100,14 +125,16 @@ def prepare_dirs(prefix: Path, cache_dir: Path) -> None:
     elsewhere."""
     for path in (prefix, prefix / "logs", prefix / "run"):
         private_dir(path)
+    # Orders (personal data) and the token checks: for nginx's workers only.
+    worker_dirs = (cache_dir / "orders", cache_dir / "token-checks", cache_dir / "temp")
     if os.geteuid() != 0:
-        for path in (cache_dir, cache_dir / "orders", cache_dir / "temp"):
+        for path in (cache_dir, *worker_dirs):
             private_dir(path)
         return
     worker = pwd.getpwnam(WORKER_USER)
     # The workers pass through the cache dir (0750, their group); an older version gave it to them.
     private_dir(cache_dir, 0o750, group=worker.pw_gid, also_owned_by=(worker.pw_uid,))
-    for path in (cache_dir / "orders", cache_dir / "temp"):
+    for path in worker_dirs:
         private_dir(path, owner=worker.pw_uid, group=worker.pw_gid)
 
 

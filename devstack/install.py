@@ -13,8 +13,8 @@ from devstack.process import run_logged
 
 
 def ensure_package(command: str, package: str, logs: Path) -> None:
-    """Install `package` with apt-get when `command` (a name or a path) is missing."""
-    if shutil.which(command):
+    """Install `package` with apt-get when `command` (a name, or the path of a file) is missing."""
+    if shutil.which(command) or (os.sep in command and os.path.exists(command)):
         return
     if os.geteuid() != 0:
         raise Failure(f"{package} is not installed: run 'sudo apt-get update && sudo apt-get install -y "
@@ -30,13 +30,15 @@ def ensure_package(command: str, package: str, logs: Path) -> None:
 
 def check_java() -> None:
     if not shutil.which("java"):
-        raise Failure("java not found: Kafka needs Java 17+ (apt-get install -y openjdk-17-jre-headless)")
+        raise Failure("java not found: Kafka and Keycloak need Java 17+ (apt-get install -y "
+                      "openjdk-17-jre-headless)")
     output = subprocess.run(["java", "-version"], capture_output=True, text=True).stderr
     match = re.search(r'version "(\d+)(?:\.(\d+))?', output)
     # "1.8.0_392" is Java 8.
     major = 0 if not match else int(match[2] if match[1] == "1" and match[2] else match[1])
     if major < 17:
-        raise Failure(f"Kafka needs Java 17+, but 'java' is version {match[0] if match else 'unknown'}")
+        found = match[0] if match else "unknown"
+        raise Failure(f"Kafka and Keycloak need Java 17+, but 'java' is version {found}")
 
 
 def kafka_jars(pom: Path, downloads: Path, logs: Path) -> Path:
@@ -63,3 +65,20 @@ def kafka_jars(pom: Path, downloads: Path, logs: Path) -> Path:
     except OSError:  # another run sharing the downloads finished first
         shutil.rmtree(staging, ignore_errors=True)
     return libs
+
+
+def maven_fetch(artifact: str, downloads: Path, target: Path, logs: Path) -> Path:
+    """One artifact (group:name:version:type) copied by Maven into `target` through the Maven
+    repository DOWNLOADS/m2 (homes that share downloads fetch it once); its path."""
+    if not shutil.which("mvn"):
+        raise Failure(f"mvn not found: it fetches {artifact} (apt-get install -y maven)")
+    log = logs / "maven.log"
+    log.write_bytes(b"")
+    if not run_logged(["mvn", "-B", "-ntp", f"-Dmaven.repo.local={downloads / 'm2'}", "dependency:copy",
+                       f"-Dartifact={artifact}", f"-DoutputDirectory={target}"], log):
+        raise failure_with_log(f"Maven could not fetch {artifact}", log)
+    group, name, version, kind = artifact.split(":")
+    fetched = target / f"{name}-{version}.{kind}"
+    if not fetched.is_file():
+        raise failure_with_log(f"Maven fetched {artifact} but {fetched} is missing", log)
+    return fetched

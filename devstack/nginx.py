@@ -50,6 +50,8 @@ class Nginx:
 
     def prepare(self) -> None:
         ensure_package("nginx", "nginx", self.settings.logs)
+        # The edge hashes bearer tokens with set-misc's HMAC (see the template).
+        ensure_package(edge_config.SET_MISC_MODULE, "libnginx-mod-http-set-misc", self.settings.logs)
         try:
             edge_config.prepare_dirs(self.dir, self.cache)
         except PermissionError as exc:

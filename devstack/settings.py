@@ -10,7 +10,7 @@ from pathlib import Path
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 
-from config import env_int, env_str
+from config import env_int, env_str, order_service_home
 from devstack.output import Failure
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -24,16 +24,6 @@ POSTGRES_CONF_VARIABLE = "DEVSTACK_POSTGRES_CONF"
 def masked(url: str) -> str:
     """A URL as it may be printed: the password, if any, replaced by ***."""
     return re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", url)
-
-
-def home() -> Path:
-    """ORDER_SERVICE_HOME; by default ~/.cache/order-service, under $XDG_CACHE_HOME when set."""
-    configured = os.environ.get("ORDER_SERVICE_HOME")
-    if configured:
-        return Path(configured).expanduser().absolute()
-    if os.environ.get("XDG_CACHE_HOME"):
-        return Path(os.environ["XDG_CACHE_HOME"]) / "order-service"
-    return Path(env_str("ORDER_SERVICE_HOME")).expanduser()
 
 
 def _database_url() -> URL:
@@ -74,7 +64,7 @@ class Settings:
 
     @classmethod
     def from_env(cls) -> "Settings":
-        home_dir = home()
+        home_dir = order_service_home()
         kafka_host, kafka_port = _kafka_address()
         try:
             return cls(

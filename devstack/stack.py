@@ -4,6 +4,7 @@ import os
 
 from config import private_dir
 from devstack.kafka import Kafka
+from devstack.keycloak import Keycloak
 from devstack.nginx import Nginx
 from devstack.postgres import Postgres
 from devstack.process import home_lock
@@ -14,6 +15,7 @@ SERVICES = (
     Postgres,
     Kafka,
     Nginx,
+    Keycloak,
 )
 
 

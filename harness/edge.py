@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 from harness import ROOT
@@ -23,7 +24,10 @@ def nginx_binary() -> str | None:
 class Edge:
     """One nginx master (daemon off, so the test owns its process) on a free port of 127.0.0.1."""
 
-    def __init__(self, upstream: str, work_dir: Path, env: dict[str, str] | None = None) -> None:
+    def __init__(self, upstream: str, work_dir: Path, env: dict[str, str] | None = None,
+                 credentials: Callable[[], dict[str, str]] | None = None) -> None:
+        """`credentials()`: headers that every get() sends unless told otherwise (a bearer token)."""
+        self.credentials = credentials
         self.port = free_port()
         self.prefix = work_dir / f"edge-{self.port}"
         # tmpfs, as `make infra` chooses, when there is one.
@@ -63,12 +67,14 @@ class Edge:
 
     def get(self, path: str, headers: dict[str, str] | None = None, method: str = "GET",
             body: bytes | None = None, source: str | None = None,
-            timeout_s: float = 5) -> tuple[int, dict[str, str], bytes]:
-        """One request on a new connection; `source` binds the client's address (127.0.0.2…)."""
+            timeout_s: float = 5, anonymous: bool = False) -> tuple[int, dict[str, str], bytes]:
+        """One request on a new connection; `source` binds the client's address (127.0.0.2…). With
+        the credentials, unless `anonymous` (or `headers` has an Authorization of its own)."""
+        sent = {**(self.credentials() if self.credentials and not anonymous else {}), **(headers or {})}
         connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout_s,
                                                 source_address=(source, 0) if source else None)
         try:
-            connection.request(method, path, body=body, headers=headers or {})
+            connection.request(method, path, body=body, headers=sent)
             response = connection.getresponse()
             return response.status, dict(response.getheaders()), response.read()
         finally:

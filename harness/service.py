@@ -10,6 +10,7 @@ import subprocess
 import sys
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -32,7 +33,9 @@ class Service:
     """One gunicorn master with its workers, on a free port of 127.0.0.1."""
 
     def __init__(self, env: dict[str, str], log_path: Path, args: tuple[str, ...] = ("wsgi:app",),
-                 root: Path = ROOT) -> None:
+                 root: Path = ROOT, credentials: Callable[[], dict[str, str]] | None = None) -> None:
+        """`credentials()`: headers that every get() sends unless told otherwise (a bearer token)."""
+        self.credentials = credentials
         self.args = args
         self.root = root
         self.port = free_port()
@@ -62,9 +65,12 @@ class Service:
     def _died(self) -> bool:
         return self.process is not None and self.process.poll() is not None
 
-    def get(self, path: str, headers: dict[str, str] | None = None) -> tuple[int, dict, bytes]:
-        """(status, headers, body); status 0 when nothing answered."""
-        request = urllib.request.Request(self.url + path, headers=headers or {})
+    def get(self, path: str, headers: dict[str, str] | None = None,
+            anonymous: bool = False) -> tuple[int, dict, bytes]:
+        """(status, headers, body); status 0 when nothing answered. With the credentials, unless
+        `anonymous` (or `headers` has an Authorization of its own)."""
+        sent = {**(self.credentials() if self.credentials and not anonymous else {}), **(headers or {})}
+        request = urllib.request.Request(self.url + path, headers=sent)
         try:
             with urllib.request.urlopen(request, timeout=5) as response:
                 return response.status, dict(response.headers), response.read()

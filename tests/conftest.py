@@ -10,18 +10,21 @@ from typing import Any
 
 import psycopg2
 import pytest
+import requests
 from flask import Flask
 from flask.testing import FlaskClient, FlaskCliRunner
 from kafka.errors import NoBrokersAvailable
 
 from app import create_app
+from app.auth.policy import LIST, PII, READ
 from app.cache import order_cache_for
 from app.extensions import db
 from app.ingest.consumer import OrderConsumer
 from config import Config, TestConfig
 from harness.kafka import Topics, admin, create_topics, delete_topics
+from harness.oidc import Tokens
 from harness.postgres import create_database, drop_database
-from tests.helpers import contract_example
+from tests.helpers import PageSession, contract_example
 
 
 @pytest.fixture(scope="session")
@@ -62,10 +65,47 @@ def empty_db(app: Flask) -> None:
     order_cache_for(app).clear()
 
 
+@pytest.fixture(scope="session")
+def tokens() -> Tokens:
+    """Access tokens from the real provider (client credentials): tokens("orders:read", ...)."""
+    try:
+        Tokens()(READ)
+    except (requests.RequestException, RuntimeError) as exc:
+        pytest.exit(f"The OpenID Connect provider at {Config.AUTH_ISSUER} gives no token: {exc}\n"
+                    "Start it with `make infra` (or run the suite with `make test`).", returncode=3)
+    return Tokens()
+
+
+@pytest.fixture(scope="session")
+def full_access(tokens: Tokens) -> Callable[[], dict[str, str]]:
+    """Headers of a caller who may see everything (a fresh token with every scope), for the
+    harness' Service and Edge."""
+    return lambda: tokens.header(READ, LIST, PII)
+
+
+@pytest.fixture(scope="session")
+def page_session(app: Flask) -> PageSession:
+    return PageSession(app)
+
+
+@pytest.fixture(scope="session")
+def authorize(tokens: Tokens, page_session: PageSession) -> Callable[[FlaskClient], FlaskClient]:
+    """authorize(test_client): the client, as a caller who may see everything: a bearer token with
+    every scope for the API, and the development user signed in (with orders:pii) for the page."""
+
+    def authorize(test_client: FlaskClient) -> FlaskClient:
+        test_client.environ_base["HTTP_AUTHORIZATION"] = f"Bearer {tokens(READ, LIST, PII)}"
+        page_session.copy_into(test_client)
+        return test_client
+
+    return authorize
+
+
 @pytest.fixture
-def client(app: Flask, empty_db: None) -> FlaskClient:
-    """The session app's test client, on an empty database and an empty cache."""
-    return app.test_client()
+def client(app: Flask, empty_db: None, authorize) -> FlaskClient:
+    """The session app's test client, on an empty database and an empty cache, as a caller who may
+    see everything (`authorize`). Tests of who may see what (test_auth.py) make their own."""
+    return authorize(app.test_client())
 
 
 @pytest.fixture

@@ -2,9 +2,12 @@
 orders a database holds, and the service's /metrics read as numbers."""
 
 import base64
+import time
 from collections.abc import Iterable
+from urllib.parse import urlsplit
 
 from flask import Flask
+from flask.testing import FlaskClient
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import select
 
@@ -12,6 +15,7 @@ from app.data.models import orders_table
 from app.data.store import SaveOutcome, save_orders
 from app.extensions import db
 from harness import contract_example  # noqa: F401  (the tests' name for it)
+from harness.oidc import log_in_at_provider, user_password
 
 
 def cursor_of(raw: str) -> str:
@@ -49,3 +53,34 @@ def _samples(text: str) -> Iterable:
     for family in text_string_to_metric_families(text):
         yield from family.samples
 
+
+
+SESSION_COOKIE = "order_service_session"
+
+
+def sign_in(client: FlaskClient, username: str = "developer", pii: bool = True, next_page: str = "/") -> None:
+    """Sign `username` in to the page through the real provider's login form, as a browser would:
+    the service's redirect, the provider's form, the service's callback (cookies stay in `client`)."""
+    started = client.get("/auth/signin", query_string={"next": next_page, **({"pii": "1"} if pii else {})})
+    assert started.status_code == 302, started.data
+    back = urlsplit(log_in_at_provider(started.headers["Location"], username, user_password(username)))
+    finished = client.get(back.path, query_string=back.query)
+    assert finished.status_code == 302, finished.data
+
+
+class PageSession:
+    """A developer's page session, signed in once and copied into each test's client; signed in
+    again before it expires (it lasts as long as the provider's access token, 5 minutes)."""
+
+    def __init__(self, app: Flask) -> None:
+        self.app = app
+        self.cookie = ""
+        self.signed_in_at = float("-inf")
+
+    def copy_into(self, client: FlaskClient) -> None:
+        if time.monotonic() - self.signed_in_at > 180:
+            signing_in = self.app.test_client()
+            sign_in(signing_in)
+            self.cookie = signing_in.get_cookie(SESSION_COOKIE).value
+            self.signed_in_at = time.monotonic()
+        client.set_cookie(SESSION_COOKIE, self.cookie)

@@ -17,6 +17,7 @@ REQUIRED = [
     "read.cached.rps", "read.cached.p50_ms", "read.cached.p99_ms", "read.cold.rps",
     "read.cold.p99_ms", "read.missing.rps", "read.ceiling.rps", "read.edge.rps", "read.edge.p99_ms",
     "read.edge_cold.rps", "read.edge_cold.p99_ms", "read.edge_first_pass.rps", "read.edge_first_pass.ids",
+    "read.cached_auth.rps", "read.edge_auth.rps", "read.edge_auth.p99_ms", "ratios.edge_auth_vs_cached_auth",
     "machine.cores", "machine.memory_gb",
 ]
 
@@ -37,7 +38,8 @@ def test_the_benchmark_runs_end_to_end_and_reports_every_figure(tmp_path, kafka_
         value = results["ingest"]["cpu_us_per_order"][group]
         assert isinstance(value, int | float) and not isinstance(value, bool) and value >= 0, group
     assert results["read"]["cached"]["errors"] == 0
-    assert all(results["read"][case]["errors"] == 0 for case in ("edge", "edge_cold", "edge_first_pass"))
+    assert all(results["read"][case]["errors"] == 0
+               for case in ("edge", "edge_cold", "edge_first_pass", "cached_auth", "edge_auth"))
     # The strict first pass through an empty edge cache asked for every id once.
     assert results["read"]["edge_first_pass"]["requests"] == results["read"]["edge_first_pass"]["ids"]
     assert len(results["commit"]) == 40 and results["date"]

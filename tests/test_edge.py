@@ -31,18 +31,18 @@ METRICS_ALLOW = "127.0.0.2"
 
 
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory, app, database_url, kafka_bootstrap):
+def stack(tmp_path_factory, app, database_url, kafka_bootstrap, full_access):
     """gunicorn (consumers on, this module's topics; `app` migrates the database) with an edge
     in front of it."""
     work = tmp_path_factory.mktemp("edge")
     topics = create_topics(kafka_bootstrap)
     service = Service(service_env(database_url, topics, CACHE_MISS_TTL=str(CACHE_MISS_TTL)),
-                      work / "service.log")
+                      work / "service.log", credentials=full_access)
     edge = Edge(f"127.0.0.1:{service.port}", work, {
         "CACHE_MISS_TTL": str(CACHE_MISS_TTL),
         "EDGE_CLIENT_TIMEOUT_S": str(CLIENT_TIMEOUT_S),
         "METRICS_ALLOW": METRICS_ALLOW,
-    })
+    }, credentials=full_access)
     try:
         service.start()
         edge.start()
@@ -159,12 +159,13 @@ def test_a_400_is_never_cached(stack):
         assert status == 400 and headers["X-Cache-Status"] != "HIT" and is_json_error(body)
 
 
-def test_a_503_from_the_app_is_never_cached(tmp_path, database_url, kafka_bootstrap):
+def test_a_503_from_the_app_is_never_cached(tmp_path, database_url, kafka_bootstrap, full_access):
     # The app with PostgreSQL unreachable: nothing listens on the port of its DATABASE_URL.
     dead_db = f"postgresql+psycopg2://orders:orders@127.0.0.1:{free_port()}/orders"
     topics = create_topics(kafka_bootstrap)
-    service = Service(service_env(dead_db, topics, CONSUMER_ENABLED="false"), tmp_path / "service.log")
-    edge = Edge(f"127.0.0.1:{service.port}", tmp_path)
+    service = Service(service_env(dead_db, topics, CONSUMER_ENABLED="false"), tmp_path / "service.log",
+                      credentials=full_access)
+    edge = Edge(f"127.0.0.1:{service.port}", tmp_path, credentials=full_access)
     try:
         service.start()
         edge.start()
@@ -237,7 +238,7 @@ def test_json_is_compressed_and_the_versioned_stylesheet_kept_long(stack):
     _, service, edge = stack
     status, headers, _ = edge.get("/openapi.json", headers={"Accept-Encoding": "gzip"})
     assert status == 200 and headers.get("Content-Encoding") == "gzip"
-    page = edge.get("/")[2].decode()
+    page = edge.get("/auth/callback")[2].decode()  # a page anyone gets: a sign-in that can't finish
     stylesheet = re.search(r'href="(/web/static/style\.css\?v=[0-9a-f]+)"', page).group(1)
     status, headers, _ = edge.get(stylesheet)
     assert status == 200 and "immutable" in headers["Cache-Control"]

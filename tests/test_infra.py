@@ -26,6 +26,7 @@ import pytest
 from kafka.admin import ConfigResource, ConfigResourceType
 
 from app.ingest.dead_letters import MAX_DEAD_LETTER_BYTES, MAX_SOURCE_RECORD_BYTES
+from config import order_service_home
 from devstack import settings as devstack_settings
 from devstack.__main__ import main as devstack_main
 from harness import ROOT
@@ -57,7 +58,7 @@ class Home:
             "HOST": "127.0.0.1",
             "APP_BIND": f"127.0.0.1:{free_port()}",
             "EDGE_CACHE_DIR": "",
-            devstack_settings.DOWNLOADS_VARIABLE: str(devstack_settings.home()),
+            devstack_settings.DOWNLOADS_VARIABLE: str(order_service_home()),
         }
         self.env = {**os.environ, **self.overrides}
         self.cache_dir = devstack_settings.default_edge_cache_dir(self.path)

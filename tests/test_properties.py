@@ -87,10 +87,10 @@ def assert_json_error_or(response, *ok: int) -> None:
 
 @BOUNDED
 @given(data=st.data())
-def test_no_order_id_makes_a_500(stocked, data):
+def test_no_order_id_makes_a_500(stocked, authorize, data):
     app, uids = stocked
     raw = data.draw(user_text(uids))
-    client = app.test_client()
+    client = authorize(app.test_client())
     response = client.get(f"/order/{quoted(raw)}")
     assert response.status_code < 500, response.get_data(as_text=True)[:300]
     if response.status_code == 308:  # werkzeug merges repeated slashes ("/order//x") by redirecting
@@ -103,9 +103,9 @@ def test_no_order_id_makes_a_500(stocked, data):
 
 @BOUNDED
 @given(limit=user_text())
-def test_no_limit_makes_a_500(stocked, limit):
+def test_no_limit_makes_a_500(stocked, authorize, limit):
     app, _ = stocked
-    response = app.test_client().get(f"/orders?limit={quoted(limit)}")
+    response = authorize(app.test_client()).get(f"/orders?limit={quoted(limit)}")
     assert_json_error_or(response, 200)
     if response.status_code == 400:
         assert response.get_json()["error"] == "invalid_limit"
@@ -113,9 +113,9 @@ def test_no_limit_makes_a_500(stocked, limit):
 
 @BOUNDED
 @given(before=cursors(), limit=st.integers(min_value=1, max_value=100))
-def test_no_cursor_makes_a_500(stocked, before, limit):
+def test_no_cursor_makes_a_500(stocked, authorize, before, limit):
     app, _ = stocked
-    client = app.test_client()
+    client = authorize(app.test_client())
     response = client.get(f"/orders?limit={limit}&before={quoted(before)}")
     assert_json_error_or(response, 200)
     page = client.get(f"/?before={quoted(before)}")
@@ -129,10 +129,11 @@ def test_no_cursor_makes_a_500(stocked, before, limit):
              max_size=4).map(lambda pairs: b"&".join(key + b"=" + quoted(value).encode()
                                                       for key, value in pairs)),
 ))
-def test_no_query_string_makes_the_page_a_500(stocked, query):
+def test_no_query_string_makes_the_page_a_500(stocked, authorize, query):
     app, _ = stocked
     # As gunicorn hands it over: the raw bytes of the query, one code point per byte.
-    response = app.test_client().get("/", environ_overrides={"QUERY_STRING": query.decode("latin-1")})
+    client = authorize(app.test_client())
+    response = client.get("/", environ_overrides={"QUERY_STRING": query.decode("latin-1")})
     assert response.status_code in (200, 400, 404), response.get_data(as_text=True)[:300]
     assert response.mimetype == "text/html"
 
@@ -149,9 +150,11 @@ schema = schemathesis.pytest.from_fixture("api_schema")
 
 @schema.parametrize()
 @settings(max_examples=100, deadline=None, database=None, suppress_health_check=list(HealthCheck))
-def test_the_api_keeps_its_openapi_document(case):
+def test_the_api_keeps_its_openapi_document(case, full_access):
     # Every check of Schemathesis (no 5xx, statuses, headers and bodies as documented, invalid
     # input rejected), but one: a `before` cursor is any string to the document, while only one
     # this service made is accepted (anything else is the documented 400).
     excluded = [positive_data_acceptance] if "before" in (case.query or {}) else []
-    case.call_and_validate(excluded_checks=excluded)
+    # With a token that may see everything; Schemathesis also checks that its calls without one
+    # (or with a bad one) are refused as documented.
+    case.call_and_validate(headers=full_access(), excluded_checks=excluded)

@@ -14,7 +14,7 @@ def seed(runner, *args: str):
 
 
 def test_seeded_orders_are_served_and_the_bad_ones_dead_lettered(
-        ingest_app, runner, topics, run_consumer, tmp_path):
+        ingest_app, runner, topics, run_consumer, tmp_path, authorize):
     ids_file = tmp_path / "ids.txt"
     result = seed(runner, "--count", "400", "--seed", "7", "--invalid-ratio", "0.1",
                   "--duplicate-ratio", "0.1", "--ids-file", str(ids_file), "--quiet")
@@ -28,7 +28,7 @@ def test_seeded_orders_are_served_and_the_bad_ones_dead_lettered(
 
     run_consumer()
     wait_until(lambda: all_committed(topics), 90, "the consumer committed the seeded records")
-    client = ingest_app.test_client()
+    client = authorize(ingest_app.test_client())
     for order_uid in ids:
         response = client.get(f"/order/{order_uid}")
         assert response.status_code == 200, order_uid

@@ -21,11 +21,11 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture
-def services(tmp_path):
+def services(tmp_path, full_access):
     started: list[Service] = []
 
     def start(env: dict[str, str], name: str = "service") -> Service:
-        started.append(Service(env, tmp_path / f"{name}-{len(started)}.log").start())
+        started.append(Service(env, tmp_path / f"{name}-{len(started)}.log", credentials=full_access).start())
         return started[-1]
 
     yield start

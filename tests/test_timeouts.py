@@ -43,12 +43,12 @@ def session_holding(database_url: str, *statements: str, params: tuple = ()) -> 
 
 
 def test_reads_stuck_on_the_database_answer_503_within_the_statement_timeout(
-        app, database_url, empty_db, example_order):
+        app, database_url, empty_db, example_order, authorize):
     save(app, [example_order])
     # No lock timeout here, so that it is the statement timeout that ends the wait.
     impatient = create_app(TestConfig, {"SQLALCHEMY_DATABASE_URI": database_url,
                                         "DB_STATEMENT_TIMEOUT_MS": 300, "DB_LOCK_TIMEOUT_MS": 0})
-    client = impatient.test_client()
+    client = authorize(impatient.test_client())
     uid = example_order["order_uid"]
     # As a long migration would: every read of the table waits behind it.
     with session_holding(database_url, "LOCK TABLE orders IN ACCESS EXCLUSIVE MODE"):

@@ -50,12 +50,12 @@ def receiver():
 
 
 @pytest.fixture
-def traced_service(ingest_app, topics, database_url, receiver, tmp_path):
+def traced_service(ingest_app, topics, database_url, receiver, tmp_path, full_access):
     env = service_env(database_url, topics, WEB_CONCURRENCY="1", LOG_FORMAT="json",
                       OTEL_EXPORTER_OTLP_ENDPOINT=receiver.endpoint, OTEL_BSP_SCHEDULE_DELAY="100",
                       OTEL_SERVICE_NAME="order-service-under-test")
     env.pop("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", None)
-    service = Service(env, tmp_path / "service.log").start()
+    service = Service(env, tmp_path / "service.log", credentials=full_access).start()
     yield service
     service.kill()
 
@@ -143,7 +143,7 @@ def test_a_request_gets_a_server_span_with_its_request_id(traced_service, topics
     # LOG_FORMAT=json: the access line is one JSON object with the request's id and its trace.
     def access_line() -> dict | None:
         for line in traced_service.log().splitlines():
-            if line.startswith("{") and '"trace-test-hit"' in line:
+            if line.startswith("{") and '"trace-test-hit"' in line and '"order_service.access"' in line:
                 return json.loads(line)
         return None
 
@@ -151,10 +151,14 @@ def test_a_request_gets_a_server_span_with_its_request_id(traced_service, topics
     assert entry["logger"] == "order_service.access" and entry["level"] == "INFO"
     assert (entry["request_id"], entry["trace_id"], entry["span_id"]) == ("trace-test-hit", hit.trace_id,
                                                                           hit.span_id)
+    # The read's audit line, with its fields as keys of the same JSON shape and the same request id.
+    audit = next(json.loads(line) for line in traced_service.log().splitlines()
+                 if line.startswith("{") and '"trace-test-hit"' in line and '"order_service.audit"' in line)
+    assert (audit["event"], audit["order_uid"], audit["masked"]) == ("order_read", order["order_uid"], False)
     assert entry["message"].endswith(f'"GET /order/{order["order_uid"]}" 200')
 
 
-def test_without_an_endpoint_nothing_is_installed_or_started(monkeypatch, database_url):
+def test_without_an_endpoint_nothing_is_installed_or_started(monkeypatch, database_url, authorize):
     from opentelemetry.instrumentation.wsgi import OpenTelemetryMiddleware
 
     from app.tracing import start_tracing
@@ -164,7 +168,7 @@ def test_without_an_endpoint_nothing_is_installed_or_started(monkeypatch, databa
     before = set(threading.enumerate())
     app = create_app(TestConfig, {"SQLALCHEMY_DATABASE_URI": database_url})
     assert start_tracing() is False
-    response = app.test_client().get("/order/no-such-order")
+    response = authorize(app.test_client()).get("/order/no-such-order")
     assert response.status_code == 404
     started = [thread.name for thread in set(threading.enumerate()) - before]
     assert not [name for name in started if "Otel" in name], started

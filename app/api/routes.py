@@ -9,8 +9,9 @@ from app.api.pages import recent_page
 from app.cache import CachedOrder
 
 ORDER_ROUTE = "/order/<path:order_uid>"
-# Orders never change, so a client or proxy may keep one for a year without asking again.
-IMMUTABLE = "public, max-age=31536000, immutable"
+# An order in full carries personal data: no cache, shared or private, may keep it. (The edge's
+# cache keeps it under its own rules; app/auth/layer.py serves the masked form as `private`.)
+FULL_ORDER_CACHE_CONTROL = "no-store"
 
 
 def hit_headers(order: CachedOrder, source: str) -> list[tuple[str, str]]:
@@ -20,7 +21,7 @@ def hit_headers(order: CachedOrder, source: str) -> list[tuple[str, str]]:
         ("Content-Type", "application/json"),
         ("Content-Length", str(len(order.body))),
         ("ETag", f'"{order.etag}"'),
-        ("Cache-Control", IMMUTABLE),
+        ("Cache-Control", FULL_ORDER_CACHE_CONTROL),
         ("X-Order-Source", source),
     ]
 
@@ -37,7 +38,7 @@ def order_json(order_uid: str):
     elif order.etag in request.if_none_match:
         response = Response(status=304)
         response.set_etag(order.etag)
-        response.headers["Cache-Control"] = IMMUTABLE
+        response.headers["Cache-Control"] = FULL_ORDER_CACHE_CONTROL
     else:
         return Response(order.body, headers=hit_headers(order, source))
     response.headers["X-Order-Source"] = source
@@ -69,5 +70,5 @@ def recent_orders_json():
     except ValueError:
         return json_error(400, "invalid_cursor", "before must be a next_cursor from an earlier page")
     response = jsonify(orders=page.orders, next_cursor=page.next_cursor)
-    response.headers["Cache-Control"] = "no-cache"
+    response.headers["Cache-Control"] = "private, no-cache"
     return response

@@ -10,6 +10,11 @@ from flask import Response, make_response, render_template, request
 
 from app.api.lookup import ORDER_UID_RULE, find_order, is_valid_order_uid
 from app.api.pages import recent_page
+from app.auth.audit import audit_order_read
+from app.auth.masking import mask_document
+from app.auth.policy import LIST, PII, READ
+from app.auth.tokens import Principal
+from app.auth.web import page_access
 from app.web import bp
 
 PAGE_SIZE = 20
@@ -18,8 +23,11 @@ PAGE_SIZE = 20
 @bp.get("/")
 def index():
     wanted = request.args.get("id", "").strip()
+    access = page_access(READ if wanted else LIST)
+    if isinstance(access, Response):
+        return access
     if wanted:
-        return _order_page(wanted)
+        return _order_page(wanted, access)
     return _recent_page(request.args.get("before") or None)
 
 
@@ -36,7 +44,9 @@ def _recent_page(before: str | None) -> Response:
                    is_first_page=before is None, autofocus=True)
 
 
-def _order_page(order_uid: str) -> Response:
+def _order_page(order_uid: str, principal: Principal | None) -> Response:
+    """The order, its personal fields masked unless the person may see them (`principal` is None
+    when authentication is off)."""
     if not is_valid_order_uid(order_uid):
         return _render(
             "message.html", HTTPStatus.BAD_REQUEST, query=order_uid, invalid=True,
@@ -51,9 +61,11 @@ def _order_page(order_uid: str) -> Response:
             message="There is no order with this id. Check it, or pick one of the recent orders.",
         )
     else:
-        order = found.document()
+        masked = principal is not None and not principal.may(PII)
+        order = mask_document(found.document()) if masked else found.document()
+        audit_order_read(principal, order_uid, masked, request.environ.get("HTTP_X_REQUEST_ID", "-"), "page")
         response = _render(
-            "order.html", query=order_uid, order=order,
+            "order.html", query=order_uid, order=order, masked=masked,
             statuses=Counter(item["status"] for item in order["items"]).most_common(),
             items_total=sum(item["total_price"] for item in order["items"]),
         )
@@ -65,7 +77,9 @@ def _render(template: str, status: int = HTTPStatus.OK, **context: Any) -> Respo
     context.setdefault("query", "")
     context.setdefault("autofocus", False)
     response = make_response(render_template(template, **context), status)
-    response.headers["Cache-Control"] = "no-cache"
+    # A page may show an order's personal data: never kept by any cache.
+    response.headers["Cache-Control"] = "no-store"
+    response.vary.add("Cookie")
     return response
 
 

@@ -15,6 +15,7 @@ from app.extensions import db
 from app.seed import encode
 from app.validation import validate_order
 from harness.kafka import all_committed, create_topics, delete_topics, produce, read_all
+from harness.oidc import user_password
 from harness.service import Service, service_env
 from harness.waiting import wait_until
 
@@ -86,6 +87,27 @@ def live_site(app, database_url, kafka_bootstrap, live_orders, tmp_path_factory)
         delete_topics(topics)
 
 
+def sign_in_at_provider(page: Any, username: str) -> None:
+    """On the provider's login page (Keycloak's form), as a person types it."""
+    page.locator("#username").fill(username)
+    page.locator("#password").fill(user_password(username))
+    page.locator("#kc-login").click()
+
+
+@pytest.fixture(scope="module")
+def signed_in(browser, live_site) -> dict[str, Any]:
+    """The browser state (cookies) of the development user signed in to the page through the
+    real provider, with orders:pii: the pages' tests start from it."""
+    context = browser.new_context(base_url=live_site.url)
+    page = context.new_page()
+    page.goto("/auth/signin?pii=1")
+    sign_in_at_provider(page, "developer")
+    page.wait_for_url(f"{live_site.url}/")
+    state = context.storage_state()
+    context.close()
+    return state
+
+
 @dataclass
 class Tab:
     """A page with what it reported: JavaScript dialogs, console errors and uncaught errors."""
@@ -102,11 +124,13 @@ class Tab:
 
 
 @pytest.fixture
-def open_tab(browser, live_site) -> Iterator[Any]:
-    """open_tab(viewport=..., **context options) -> Tab in a fresh browser context on the site."""
+def open_tab(browser, live_site, signed_in) -> Iterator[Any]:
+    """open_tab(viewport=..., **context options) -> Tab in a fresh browser context on the site,
+    signed in as the development user (`storage_state=None`: signed out)."""
     contexts = []
 
     def open_tab(viewport: dict[str, int] = DESKTOP, **options: Any) -> Tab:
+        options.setdefault("storage_state", signed_in)
         context = browser.new_context(base_url=live_site.url, viewport=viewport, **options)
         contexts.append(context)
         tab = Tab(context.new_page())

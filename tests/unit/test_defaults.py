@@ -16,9 +16,10 @@ from config import DEFAULTS
 
 ROOT = Path(__file__).resolve().parents[2]
 # Set in docker-compose.yml to the containers' own addresses, on purpose.
-COMPOSE_CONTAINER_ADDRESSES = {"DATABASE_URL", "KAFKA_BOOTSTRAP_SERVERS"}
-# Read by gunicorn.conf.py without being a setting (it is set there, for prometheus-client).
-NOT_SETTINGS = {"PROMETHEUS_MULTIPROC_DIR"}
+COMPOSE_CONTAINER_ADDRESSES = {"DATABASE_URL", "KAFKA_BOOTSTRAP_SERVERS", "AUTH_ISSUER"}
+# Read without being settings: set by gunicorn.conf.py for prometheus-client; the XDG base
+# directory that ORDER_SERVICE_HOME's default honours.
+NOT_SETTINGS = {"PROMETHEUS_MULTIPROC_DIR", "XDG_CACHE_HOME"}
 
 
 def shown(value: str | int | bool) -> str:
