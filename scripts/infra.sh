@@ -9,11 +9,15 @@
 #
 # Configuration comes from the environment, then from .env in the repository root (which never
 # overrides a variable already set):
-#   DATABASE_URL             postgresql+psycopg2://orders:orders@127.0.0.1:5432/orders
+#   DATABASE_URL             postgresql+psycopg2://order_service:order_service@127.0.0.1:5432/orders
+#                            (the service's role; MIGRATION_DATABASE_URL the owner's, see config.py)
 #   KAFKA_BOOTSTRAP_SERVERS  127.0.0.1:9092 (the first entry is the one checked / started)
 #   KAFKA_CONTROLLER_PORT    9093
+#   KAFKA_SASL_PORT          9094 (the SASL_SSL listener: SCRAM-SHA-512 users and ACLs, see
+#                            devstack/kafka_security.py; its users' settings in $ORDER_SERVICE_HOME/kafka)
 #   KAFKA_TOPIC              orders
 #   KAFKA_DLQ_TOPIC          orders-dlq
+#   KAFKA_GROUP_ID           order-service (the service user's ACLs name it)
 #   KAFKA_TOPIC_PARTITIONS   6
 #   ORDER_SERVICE_HOME       data, logs and downloads; default ${XDG_CACHE_HOME:-~/.cache}/order-service
 #                            (outside the checkout, shared by every clone on the machine)
@@ -69,7 +73,7 @@ load_config() {
   KAFKA_DIR=$CACHE/kafka
   mkdir -p "$CACHE" "$LOG_DIR" "$KAFKA_DIR" "$CACHE/m2"
 
-  local url=${DATABASE_URL:-postgresql+psycopg2://orders:orders@127.0.0.1:5432/orders}
+  local url=${DATABASE_URL:-postgresql+psycopg2://order_service:order_service@127.0.0.1:5432/orders}
   local re='^postgres(ql)?(\+[a-z0-9]+)?://([^:@/]+)(:([^@/]*))?@([^:/?]+)(:([0-9]+))?/([^?]+)'
   [[ $url =~ $re ]] ||
     die "cannot parse DATABASE_URL=$url (expected postgresql+psycopg2://user:password@host:port/dbname)"
@@ -87,8 +91,10 @@ load_config() {
   KAFKA_HOST=${BASH_REMATCH[1]}
   KAFKA_PORT=${BASH_REMATCH[2]}
   KAFKA_CONTROLLER_PORT=${KAFKA_CONTROLLER_PORT:-9093}
+  KAFKA_SASL_PORT=${KAFKA_SASL_PORT:-9094}
   KAFKA_TOPIC=${KAFKA_TOPIC:-orders}
   KAFKA_DLQ_TOPIC=${KAFKA_DLQ_TOPIC:-orders-dlq}
+  KAFKA_GROUP_ID=${KAFKA_GROUP_ID:-order-service}
   KAFKA_TOPIC_PARTITIONS=${KAFKA_TOPIC_PARTITIONS:-6}
 
   PG_BIN=/usr/lib/postgresql/15/bin
@@ -99,6 +105,8 @@ load_config() {
   KAFKA_LIBS=$KAFKA_DIR/libs
   KAFKA_PROPS=$KAFKA_DIR/server.properties
   PYTHON=${INFRA_PYTHON:-$ROOT/.venv/bin/python}
+  # The local CA that signs the TLS listeners' certificates (clients trust its ca.crt).
+  TLS_DIR=$CACHE/tls
 
   NGINX_DIR=$CACHE/nginx
   NGINX_CONF=$NGINX_DIR/nginx.conf
@@ -146,6 +154,9 @@ stop_process() {
     kill "-$last" "$pid" 2>/dev/null || true
   fi
 }
+
+# The Python parts of the stack (devstack/), run from the repository with the project's venv.
+devstack() { (cd "$ROOT" && "$PYTHON" -m "$@"); }
 
 log_tail() {
   if [[ -f $1 ]]; then tail -n 15 "$1" | sed 's/^/    /' >&2; fi
@@ -218,13 +229,6 @@ pg_login() {
     -h "$PG_HOST" -p "$PG_PORT" -U "$PG_USER" -d "${1:-$PG_DB}" -c 'select 1' >/dev/null
 }
 
-pg_check_login() {
-  local err
-  err=$(pg_login 2>&1) ||
-    die "our PostgreSQL at $PG_HOST:$PG_PORT refuses $PG_USER/$PG_DB: ${err//$'\n'/ }" \
-      "(the role existed before with another password? fix DATABASE_URL or ALTER ROLE)"
-}
-
 PG_CONF_MARKER='# --- order-service (scripts/infra.sh)'
 
 pg_init_cluster() {
@@ -269,16 +273,13 @@ pg_wait_ready() {
   done
 }
 
-# Runs as the cluster's superuser over the unix socket (trust), so it works whatever the
-# configured role may do. Creates only what is missing; an existing role keeps its password.
-pg_ensure_role_and_db() {
-  "$PG_BIN/psql" -X -q -At -v ON_ERROR_STOP=1 -h "$PG_DIR" -p "$PG_PORT" -U postgres -d postgres \
-    -v role="$PG_USER" -v pw="$PG_PASSWORD" -v db="$PG_DB" >/dev/null <<'SQL'
-SELECT format('CREATE ROLE %I LOGIN CREATEDB PASSWORD %L', :'role', :'pw')
- WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = :'role') \gexec
-SELECT format('CREATE DATABASE %I OWNER %I', :'db', :'role')
- WHERE NOT EXISTS (SELECT FROM pg_database WHERE datname = :'db') \gexec
-SQL
+# TLS and the two roles (owner: MIGRATION_DATABASE_URL; service: DATABASE_URL), in Python
+# (devstack/postgres_security.py): over the Unix socket as the superuser, no password on a command
+# line; it ends by logging both roles in over TCP with sslmode=verify-full.
+pg_secure() {
+  devstack devstack.postgres_security up --pg-dir "$PG_DIR" --data-dir "$PG_DATA" --port "$PG_PORT" \
+    --ca-dir "$TLS_DIR" --host "$PG_HOST" --host localhost ||
+    { log_tail "$PG_LOG"; die "could not set up PostgreSQL's TLS and roles (see the message above)"; }
 }
 
 pg_use_external() {
@@ -310,8 +311,7 @@ pg_up() {
       die "our PostgreSQL (pid $pid) listens on port $(pg_port_of_running), but DATABASE_URL says" \
         "$PG_PORT: run 'scripts/infra.sh down' first"
     if pg_wait_ready; then
-      pg_ensure_role_and_db
-      pg_check_login
+      pg_secure
       say "PostgreSQL: already running at $PG_HOST:$PG_PORT (ours, pid $pid)"
       return 0
     fi
@@ -346,8 +346,7 @@ pg_up() {
     -o "-p $PG_PORT -k '$PG_DIR' -c listen_addresses='$PG_HOST'" >>"$PG_LOG" 2>&1 </dev/null 9>&- ||
     { log_tail "$PG_LOG"; die "PostgreSQL did not start (waited up to 30 s); read $PG_LOG"; }
   pg_wait_ready || { log_tail "$PG_LOG"; die "PostgreSQL exited while starting; read $PG_LOG"; }
-  pg_ensure_role_and_db
-  pg_check_login
+  pg_secure
   say "PostgreSQL: up at $PG_HOST:$PG_PORT (ours, pid $(pg_our_pid))"
 }
 
@@ -429,7 +428,12 @@ kafka_fetch_jars() {
 }
 
 kafka_render_config() {
+  local key_store
+  key_store=$(devstack devstack.kafka_security tls --kafka-dir "$KAFKA_DIR" --ca-dir "$TLS_DIR" \
+    --host 127.0.0.1 --host localhost) || die "could not make the Kafka broker's TLS certificate"
   sed -e "s|\${KAFKA_PORT}|$KAFKA_PORT|g" \
+    -e "s|\${KAFKA_SASL_PORT}|$KAFKA_SASL_PORT|g" \
+    -e "s|\${KAFKA_SSL_KEYSTORE}|$key_store|g" \
     -e "s|\${KAFKA_CONTROLLER_PORT}|$KAFKA_CONTROLLER_PORT|g" \
     -e "s|\${KAFKA_DATA_DIR}|$KAFKA_DATA|g" \
     -e "s|\${KAFKA_TOPIC_PARTITIONS}|$KAFKA_TOPIC_PARTITIONS|g" \
@@ -588,6 +592,9 @@ kafka_up_begin() {
   ! tcp_open 127.0.0.1 "$KAFKA_CONTROLLER_PORT" ||
     die "Kafka's controller port 127.0.0.1:$KAFKA_CONTROLLER_PORT is taken by another program;" \
       "stop it or set KAFKA_CONTROLLER_PORT"
+  ! tcp_open 127.0.0.1 "$KAFKA_SASL_PORT" ||
+    die "Kafka's SASL_SSL port 127.0.0.1:$KAFKA_SASL_PORT is taken by another program;" \
+      "stop it or set KAFKA_SASL_PORT"
   kafka_start
   KAFKA_MODE=new KAFKA_STARTED_PID=$(<"$KAFKA_PID_FILE")
 }
@@ -602,13 +609,29 @@ kafka_up_finish() {
       ;;
     ours)
       kafka_wait_ready "$KAFKA_STARTED_PID"
+      kafka_secure
       say "Kafka: already running at $KAFKA_HOST:$KAFKA_PORT (ours, pid $KAFKA_STARTED_PID)"
       ;;
     new)
       kafka_wait_ready "$KAFKA_STARTED_PID"
+      kafka_secure
       say "Kafka: up at $KAFKA_HOST:$KAFKA_PORT (ours, pid $KAFKA_STARTED_PID)"
       ;;
   esac
+}
+
+# The SASL_SSL listener's users, ACLs and client settings (idempotent). A broker of ours started
+# before the listener existed is left as it is, with a word on how to get it.
+kafka_secure() {
+  if ! grep -q '^listeners=.*SASL_SSL://' "$KAFKA_PROPS"; then
+    say "Kafka: warning: ours was started without the SASL_SSL listener; to get it (port $KAFKA_SASL_PORT)," \
+      "run 'scripts/infra.sh down' and 'make infra'"
+    return 0
+  fi
+  devstack devstack.kafka_security users --kafka-dir "$KAFKA_DIR" --ca-dir "$TLS_DIR" \
+    --bootstrap "$KAFKA_HOST:$KAFKA_PORT" --sasl-bootstrap "127.0.0.1:$KAFKA_SASL_PORT" \
+    --topic "$KAFKA_TOPIC" --dlq-topic "$KAFKA_DLQ_TOPIC" --group "$KAFKA_GROUP_ID" ||
+    die "could not set up Kafka's SASL users and ACLs (see the message above)"
 }
 
 kafka_down() {

@@ -20,7 +20,7 @@ from app.extensions import db
 from app.ingest.consumer import OrderConsumer
 from config import Config, TestConfig
 from harness.kafka import Topics, admin, create_topics, delete_topics
-from harness.postgres import create_database, drop_database
+from harness.postgres import app_database, create_database, drop_database, empty_orders
 from tests.helpers import contract_example
 
 
@@ -44,7 +44,7 @@ def app(database_url: str) -> Iterator[Flask]:
     session: its cache is emptied by `empty_db`."""
     from flask_migrate import upgrade
 
-    application = create_app(TestConfig, {"SQLALCHEMY_DATABASE_URI": database_url})
+    application = create_app(TestConfig, app_database(database_url))
     with application.app_context():
         upgrade()
     yield application
@@ -53,12 +53,10 @@ def app(database_url: str) -> Iterator[Flask]:
 
 
 @pytest.fixture
-def empty_db(app: Flask) -> None:
+def empty_db(app: Flask, database_url: str) -> None:
     """The test database with no orders in it, and the session app's cache emptied with it (no
     test sees another's answers)."""
-    with app.app_context():
-        db.session.execute(db.text("TRUNCATE orders CASCADE"))
-        db.session.commit()
+    empty_orders(database_url)
     order_cache_for(app).clear()
 
 

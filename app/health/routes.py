@@ -1,5 +1,4 @@
 import logging
-import socket
 
 from flask import current_app, jsonify
 from sqlalchemy import text
@@ -8,6 +7,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from app.data.errors import first_line
 from app.extensions import db
 from app.health import bp
+from app.kafka_health import kafka_health
 
 log = logging.getLogger(__name__)
 
@@ -23,13 +23,16 @@ def readyz():
     """Readiness: this instance can serve reads, which needs PostgreSQL only. Kafka and the
     consumer are reported, never a reason to fail: a rebalance (every deploy, scale-up or crash
     makes one) must not take every instance out of the load balancer at once. The body says which
-    part is down; the log says why, as error details are not for public clients."""
+    part is down; the log says why, as error details are not for public clients, except Kafka's
+    verdict (app/kafka_health.py), which says what to fix and never holds a secret."""
     postgresql_ok = _postgresql_ok()
     response = jsonify(
         status="ready" if postgresql_ok else "not_ready",
         checks={
             "postgresql": {"ok": postgresql_ok},
-            "kafka": {"ok": _kafka_reachable(current_app.config["KAFKA_BOOTSTRAP_SERVERS"])},
+            # Not ok, and why (unreachable, tls, authentication, authorization, topic, configuration):
+            # a probe's verdict, at most MAX_AGE_S old, never a secret.
+            "kafka": kafka_health(current_app).verdict().as_json(),
         },
         consumer=_consumer_status(),
         cache_warmup=_warmup_status(),
@@ -47,17 +50,6 @@ def _postgresql_ok() -> bool:
         db.session.rollback()
         log.warning("/readyz: PostgreSQL is not reachable: %s", first_line(exc))
         return False
-
-
-def _kafka_reachable(bootstrap_servers: str) -> bool:
-    for address in bootstrap_servers.split(","):
-        host, _, port = address.strip().rpartition(":")
-        try:
-            with socket.create_connection((host, int(port)), timeout=1):
-                return True
-        except (OSError, ValueError) as exc:
-            log.warning("/readyz: Kafka is not reachable at %s: %s", address, exc)
-    return False
 
 
 def _consumer_status() -> dict:
