@@ -17,7 +17,7 @@ load_dotenv()
 DEFAULTS: dict[str, str | int | bool] = {
     # The service's role: SELECT and INSERT only (the migrations grant them). Its password may
     # come from DATABASE_PASSWORD (or DATABASE_PASSWORD_FILE) instead of the URL.
-    "DATABASE_URL": "postgresql+psycopg2://order_service:order_service@127.0.0.1:5432/orders",
+    "DATABASE_URL": "postgresql+psycopg2://order_service:dev-service-password@127.0.0.1:5432/orders",
     "DATABASE_PASSWORD": "",  # or DATABASE_PASSWORD_FILE; empty: the URL's own
     # The owner, for `flask db upgrade` only. Unset while DATABASE_URL is set: DATABASE_URL (one
     # role does both), so a deployment that sets only DATABASE_URL migrates as it always did.

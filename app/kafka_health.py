@@ -185,7 +185,8 @@ def _walk(kafka: ServiceKafka, sock: socket.socket, host: str, address: str, dea
             step = "SASL authentication"
             _authenticate(wire, settings, address)
         step = "the first requests"
-        _authorized(wire, kafka)
+        if kafka.topic:
+            _authorized(wire, kafka)
     except _Refused as refused:
         return KafkaVerdict(refused.problem, refused.reason, time.monotonic())
     except (OSError, EOFError, ValueError) as exc:
@@ -291,6 +292,13 @@ def _may_read(wire: _Wire, kafka: ServiceKafka, leaders: dict[int, int], brokers
     if fetched.topics[0][1][0][1] == TOPIC_DENIED:
         raise _Refused("authorization", f"Kafka's ACLs do not let {kafka.who} read topic {kafka.topic} "
                        "(KAFKA_TOPIC)")
+
+
+def refusal(settings: KafkaSettings) -> str | None:
+    """Why Kafka refuses these settings (TLS, SASL), for a command that could not connect, or
+    None: kafka-python would only say that no broker is available."""
+    verdict = probe(ServiceKafka(settings, "", "", ""))
+    return verdict.reason if verdict.refused else None
 
 
 def _scrubbed(settings: KafkaSettings, verdict: KafkaVerdict) -> KafkaVerdict:

@@ -30,11 +30,18 @@ def app_database(url: str) -> dict[str, Any]:
     return {"SQLALCHEMY_DATABASE_URI": url, "MIGRATION_DATABASE_URL": owner_url(url)}
 
 
+def dsn(url: str, database: str | None = None) -> str:
+    """A libpq DSN for `url` (SQLAlchemy form, its query's TLS settings included), on `database`
+    when given."""
+    parsed = make_url(url)
+    return make_dsn(host=parsed.host, port=parsed.port or 5432, user=parsed.username,
+                    password=parsed.password or "", dbname=database or parsed.database, connect_timeout=5,
+                    **dict(parsed.query))
+
+
 def admin_dsn(url: str, database: str = "postgres") -> str:
     """A libpq DSN for `database` on the server of `url` (SQLAlchemy form), as the owner."""
-    owner = make_url(owner_url(url))
-    return make_dsn(host=owner.host, port=owner.port or 5432, user=owner.username,
-                    password=owner.password or "", dbname=database, connect_timeout=5, **dict(owner.query))
+    return dsn(owner_url(url), database)
 
 
 def _admin_execute(url: str, statement: str, params: tuple | dict = (), database: str = "postgres") -> None:

@@ -9,7 +9,7 @@
 #
 # Configuration comes from the environment, then from .env in the repository root (which never
 # overrides a variable already set):
-#   DATABASE_URL             postgresql+psycopg2://order_service:order_service@127.0.0.1:5432/orders
+#   DATABASE_URL             postgresql+psycopg2://order_service:dev-service-password@127.0.0.1:5432/orders
 #                            (the service's role; MIGRATION_DATABASE_URL the owner's, see config.py)
 #   KAFKA_BOOTSTRAP_SERVERS  127.0.0.1:9092 (the first entry is the one checked / started)
 #   KAFKA_CONTROLLER_PORT    9093
@@ -73,7 +73,7 @@ load_config() {
   KAFKA_DIR=$CACHE/kafka
   mkdir -p "$CACHE" "$LOG_DIR" "$KAFKA_DIR" "$CACHE/m2"
 
-  local url=${DATABASE_URL:-postgresql+psycopg2://order_service:order_service@127.0.0.1:5432/orders}
+  local url=${DATABASE_URL:-postgresql+psycopg2://order_service:dev-service-password@127.0.0.1:5432/orders}
   local re='^postgres(ql)?(\+[a-z0-9]+)?://([^:@/]+)(:([^@/]*))?@([^:/?]+)(:([0-9]+))?/([^?]+)'
   [[ $url =~ $re ]] ||
     die "cannot parse DATABASE_URL=$url (expected postgresql+psycopg2://user:password@host:port/dbname)"

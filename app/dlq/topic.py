@@ -13,6 +13,7 @@ from app.ingest.dead_letters import MAX_DEAD_LETTER_BYTES
 from app.ingest.kafka_records import tolerate_non_utf8_header_keys
 from app.kafka_clients import KafkaSettings, new_admin, unreachable_message
 from app.kafka_clients import new_consumer as new_kafka_consumer
+from app.kafka_health import refusal
 
 # How long a whole read may take before the tool gives up (a topic of a few hundred thousand
 # dead letters reads in well under that on these machines).
@@ -38,7 +39,7 @@ class DlqError(Exception):
 
 
 def unreachable(settings: KafkaSettings, exc: BaseException) -> DlqError:
-    return DlqError(unreachable_message(settings, exc))
+    return DlqError(refusal(settings) or unreachable_message(settings, exc))
 
 
 def topic_partitions(settings: KafkaSettings, topics: dict[str, str]) -> dict[str, list[int]]:
