@@ -55,14 +55,15 @@ UNKNOWN_TOPIC_OR_PARTITION, NOT_LEADER, TOPIC_DENIED, GROUP_DENIED = 3, 6, 29, 3
 UNSUPPORTED_SASL_MECHANISM = 33
 LATEST_OFFSET = -1
 
-# What the consumer must not connect with: a client would only retry and log the same refusal.
+# What /readyz may say is wrong with Kafka; the consumer must not connect with the REFUSALS (a
+# client would only retry and log the same refusal, every second).
+PROBLEMS = ("unreachable", "tls", "authentication", "authorization", "topic", "configuration", "protocol")
 REFUSALS = frozenset({"tls", "authentication", "authorization", "configuration", "protocol"})
 
 
 @dataclass(frozen=True)
 class KafkaVerdict:
-    """`problem` is "" when Kafka accepts the service; else one of unreachable, tls,
-    authentication, authorization, topic, configuration, protocol."""
+    """`problem` is "" when Kafka accepts the service; else one of PROBLEMS."""
 
     problem: str = ""
     reason: str = ""
@@ -88,12 +89,14 @@ class _Refused(Exception):
 
 @dataclass(frozen=True)
 class ServiceKafka:
-    """What the service needs of Kafka: its settings, the topic it reads, the one it writes, its group."""
+    """What the service needs of Kafka: its settings, the topic it reads, the one it writes, its
+    group. Without them (a command's check), the topics it would `describe`, if any."""
 
     settings: KafkaSettings
-    topic: str
-    dlq_topic: str
-    group: str
+    topic: str = ""
+    dlq_topic: str = ""
+    group: str = ""
+    describe: tuple[str, ...] = ()
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> "ServiceKafka":
@@ -187,6 +190,8 @@ def _walk(kafka: ServiceKafka, sock: socket.socket, host: str, address: str, dea
         step = "the first requests"
         if kafka.topic:
             _authorized(wire, kafka)
+        elif kafka.describe:
+            _described(wire, kafka)
     except _Refused as refused:
         return KafkaVerdict(refused.problem, refused.reason, time.monotonic())
     except (OSError, EOFError, ValueError) as exc:
@@ -278,6 +283,13 @@ def _authorized(wire: _Wire, kafka: ServiceKafka) -> None:
                        f"{kafka.group} (KAFKA_GROUP_ID)")
 
 
+def _described(wire: _Wire, kafka: ServiceKafka) -> None:
+    metadata = wire.call(MetadataRequest[5](topics=list(kafka.describe), allow_auto_topic_creation=False))
+    for error_code, topic, *_ in metadata.topics:
+        if error_code == TOPIC_DENIED:
+            raise _Refused("authorization", f"Kafka's ACLs do not let {kafka.who} use topic {topic}")
+
+
 def _may_read(wire: _Wire, kafka: ServiceKafka, leaders: dict[int, int], brokers: list) -> None:
     """A fetch at the end of one partition: READ is checked, no record comes back. Only when the
     broker we talk to leads a partition (a fetch elsewhere is answered NOT_LEADER)."""
@@ -294,10 +306,10 @@ def _may_read(wire: _Wire, kafka: ServiceKafka, leaders: dict[int, int], brokers
                        "(KAFKA_TOPIC)")
 
 
-def refusal(settings: KafkaSettings) -> str | None:
-    """Why Kafka refuses these settings (TLS, SASL), for a command that could not connect, or
-    None: kafka-python would only say that no broker is available."""
-    verdict = probe(ServiceKafka(settings, "", "", ""))
+def refusal(settings: KafkaSettings, topics: tuple[str, ...] = ()) -> str | None:
+    """Why Kafka refuses these settings (TLS, SASL, no ACL on one of `topics`), for a command that
+    could not connect, or None: kafka-python would only say that no broker is available."""
+    verdict = probe(ServiceKafka(settings, describe=topics))
     return verdict.reason if verdict.refused else None
 
 
