@@ -9,6 +9,7 @@ The users are the test's own, with exactly the ACLs `make infra` gives each role
 
 import json
 import re
+import subprocess
 
 import pytest
 from kafka import TopicPartition
@@ -173,6 +174,22 @@ def test_make_infra_gave_its_users_their_roles_and_the_producer_cannot_read_orde
                                           "KAFKA_SASL_PASSWORD": password_file.read_text().strip()})
     with pytest.raises(TopicAuthorizationFailedError):
         poll_once(producer, Config.KAFKA_TOPIC)
+
+
+def test_kafkas_own_tools_connect_with_client_sasl_properties():
+    """The properties file `make infra` writes, given to one of Kafka's Java tools: it
+    authenticates over TLS (else SSLHandshakeException or SaslAuthenticationException), and the
+    broker then applies the service user's ACLs (it may read the topic, not its configuration)."""
+    kafka_dir = order_service_home() / "kafka"
+    run = subprocess.run(
+        ["java", "-cp", str(kafka_dir / "libs" / "*"), "kafka.admin.ConfigCommand",
+         "--bootstrap-server", sasl_settings()["KAFKA_BOOTSTRAP_SERVERS"],
+         "--command-config", str(kafka_dir / "client-sasl.properties"),
+         "--describe", "--entity-type", "topics", "--entity-name", Config.KAFKA_TOPIC],
+        capture_output=True, text=True, timeout=120)
+    said = run.stdout + run.stderr
+    assert "TopicAuthorizationException" in said, said[-2000:]
+    assert "SaslAuthenticationException" not in said and "SSLHandshakeException" not in said
 
 
 def wrong_password(secure, tmp_path):
