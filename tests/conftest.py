@@ -21,6 +21,7 @@ from app.ingest.consumer import OrderConsumer
 from config import Config, TestConfig
 from harness.kafka import Topics, admin, create_topics, delete_topics
 from harness.postgres import app_database, create_database, drop_database, empty_orders
+from harness.service import Service
 from tests.helpers import contract_example
 
 
@@ -88,6 +89,20 @@ def kafka_bootstrap() -> str:
     except NoBrokersAvailable:
         pytest.exit(f"Kafka is not reachable at {bootstrap}. Start it with `make infra`.", returncode=3)
     return bootstrap
+
+
+@pytest.fixture
+def services(tmp_path) -> Iterator[Callable[..., Service]]:
+    """Start the real service under gunicorn (`start(env, name)`); each is killed at the end."""
+    started: list[Service] = []
+
+    def start(env: dict[str, str], name: str = "service") -> Service:
+        started.append(Service(env, tmp_path / f"{name}-{len(started)}.log").start())
+        return started[-1]
+
+    yield start
+    for service in started:
+        service.kill()
 
 
 @pytest.fixture

@@ -38,19 +38,6 @@ def secure(kafka_bootstrap, topics, tmp_path):
         yield made
 
 
-@pytest.fixture
-def services(tmp_path):
-    started: list[Service] = []
-
-    def start(env: dict[str, str], name: str = "service") -> Service:
-        started.append(Service(env, tmp_path / f"{name}-{len(started)}.log").start())
-        return started[-1]
-
-    yield start
-    for service in started:
-        service.kill()
-
-
 def cli(ingest_app, user, sasl, *args: str):
     """A `flask` command of the service as `user` on the SASL_SSL listener."""
     app = create_app(TestConfig, {**ingest_app.config, **user.config(sasl)})

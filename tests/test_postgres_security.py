@@ -18,7 +18,7 @@ from config import Config, TestConfig
 from harness.kafka import all_committed, produce
 from harness.postgres import dsn, execute_as_owner
 from harness.security import local_ca, rogue_ca
-from harness.service import Service, service_env
+from harness.service import service_env
 from harness.waiting import wait_until
 from tests.helpers import save, stored_uids
 
@@ -93,24 +93,20 @@ def verified(url: str, cafile: str, **query: str) -> str:
 
 @pytest.mark.slow
 def test_the_service_runs_over_verify_full_with_its_password_from_a_file(ingest_app, database_url, topics,
-                                                                         tmp_path):
+                                                                         services, tmp_path):
     password_file = tmp_path / "database-password"
     password_file.write_text((make_url(database_url).password or "") + "\n")
-    env = service_env(verified(database_url, str(local_ca())), topics,
-                      DATABASE_PASSWORD_FILE=str(password_file))
-    service = Service(env, tmp_path / "service.log").start()
-    try:
-        orders = list(OrderFactory(seed=72).orders(20))
-        produce(topics.bootstrap, topics.orders, [(o["order_uid"].encode(), encode(o)) for o in orders])
-        wait_until(lambda: all_committed(topics), 60, "the service stored the orders over TLS")
-        assert sorted(stored_uids(ingest_app)) == sorted(o["order_uid"] for o in orders)
-        wait_until(lambda: service.get("/readyz")[0] == 200, 30, "ready")
-        status, _, body = service.get(f"/order/{quote(orders[0]['order_uid'])}")
-        assert status == 200 and json.loads(body)["order_uid"] == orders[0]["order_uid"]
-        connections = tls_of_connections(database_url, make_url(database_url).username)
-        assert connections and all(connections), "every connection of the service is encrypted"
-    finally:
-        service.kill()
+    service = services(service_env(verified(database_url, str(local_ca())), topics,
+                                   DATABASE_PASSWORD_FILE=str(password_file)))
+    orders = list(OrderFactory(seed=72).orders(20))
+    produce(topics.bootstrap, topics.orders, [(o["order_uid"].encode(), encode(o)) for o in orders])
+    wait_until(lambda: all_committed(topics), 60, "the service stored the orders over TLS")
+    assert sorted(stored_uids(ingest_app)) == sorted(o["order_uid"] for o in orders)
+    wait_until(lambda: service.get("/readyz")[0] == 200, 30, "ready")
+    status, _, body = service.get(f"/order/{quote(orders[0]['order_uid'])}")
+    assert status == 200 and json.loads(body)["order_uid"] == orders[0]["order_uid"]
+    connections = tls_of_connections(database_url, make_url(database_url).username)
+    assert connections and all(connections), "every connection of the service is encrypted"
 
 
 def tls_of_connections(database_url: str, role: str) -> list[bool]:
