@@ -333,22 +333,33 @@ class KafkaHealth:
     def check(self) -> KafkaVerdict:
         """A fresh verdict (the consumer's, before it connects); logged if it changed."""
         with self._probing:
-            try:
-                verdict = probe(ServiceKafka.from_config(self._config))
-            except ValueError as exc:  # KafkaSettings.check: a setting is wrong; its message names it
-                verdict = KafkaVerdict("configuration", str(exc), time.monotonic())
-            self._record(verdict)
-            return verdict
+            return self._probe()
 
     def verdict(self) -> KafkaVerdict:
         """The last verdict (for /readyz). The first call waits for a probe; later ones never do:
         a stale verdict is returned while a thread refreshes it."""
         current = self._verdict
         if current is None:
-            return self.check()
+            with self._probing:  # concurrent first requests: one probe, which all then read
+                return self._verdict or self._probe()
         if time.monotonic() - current.checked_at > self.max_age_s and not self._probing.locked():
-            threading.Thread(target=self.check, name="kafka-probe", daemon=True).start()
+            threading.Thread(target=self._refresh, name="kafka-probe", daemon=True).start()
         return current
+
+    def _refresh(self) -> None:
+        if self._probing.acquire(blocking=False):  # another refresh or check is on it already
+            try:
+                self._probe()
+            finally:
+                self._probing.release()
+
+    def _probe(self) -> KafkaVerdict:
+        try:
+            verdict = probe(ServiceKafka.from_config(self._config))
+        except ValueError as exc:  # KafkaSettings.check: a setting is wrong; its message names it
+            verdict = KafkaVerdict("configuration", str(exc), time.monotonic())
+        self._record(verdict)
+        return verdict
 
     def report(self, problem: str, reason: str) -> KafkaVerdict:
         """A refusal the consumer met on its own (an ACL changed while it ran)."""

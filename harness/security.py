@@ -42,7 +42,9 @@ def local_ca() -> Path:
 def sasl_settings() -> dict[str, str]:
     """The service user's KAFKA_* settings for the local SASL_SSL listener, as `make infra` wrote them."""
     path = order_service_home() / "kafka" / SASL_ENV_FILE
-    assert path.exists(), f"{path} is missing: run `make infra` (it writes the SASL_SSL listener's settings)"
+    assert path.exists(), (f"{path} is missing: `make infra` writes it once the broker has its SASL_SSL "
+                           "listener (a broker started before the listener existed needs `make infra-down`, "
+                           "then `make infra`)")
     return {name: value or "" for name, value in dotenv_values(path).items()}
 
 
