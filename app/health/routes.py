@@ -30,8 +30,7 @@ def readyz():
         status="ready" if postgresql_ok else "not_ready",
         checks={
             "postgresql": {"ok": postgresql_ok},
-            # Not ok, and why (unreachable, tls, authentication, authorization, topic, configuration):
-            # a probe's verdict, at most MAX_AGE_S old, never a secret.
+            # Not ok, and why (app.kafka_health.PROBLEMS): a probe's verdict, at most MAX_AGE_S old.
             "kafka": kafka_health(current_app).verdict().as_json(),
         },
         consumer=_consumer_status(),
