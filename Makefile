@@ -36,7 +36,7 @@ infra-down: install ## stop the PostgreSQL, Kafka, nginx and Keycloak that `make
 infra-status: install ## what runs where
 	@$(BIN)/python -m devstack status || true
 
-migrate: infra ## flask db upgrade on DATABASE_URL
+migrate: infra ## flask db upgrade as the owner (MIGRATION_DATABASE_URL), granting DATABASE_URL's role its rights
 	@$(BIN)/flask db upgrade
 
 run: migrate ## the service: nginx on PORT (8080), gunicorn (consumers included) on APP_BIND behind it

@@ -18,13 +18,21 @@ load_dotenv()
 # here; .env.example, README's table and docker-compose.yml are checked against it
 # (tests/unit/test_defaults.py).
 DEFAULTS: dict[str, str | int | bool] = {
-    "DATABASE_URL": "postgresql+psycopg2://orders:orders@127.0.0.1:5432/orders",
+    # The service's role: SELECT and INSERT only (the migrations grant them). Its password may
+    # come from DATABASE_PASSWORD (or DATABASE_PASSWORD_FILE) instead of the URL.
+    "DATABASE_URL": "postgresql+psycopg2://order_service:dev-service-password@127.0.0.1:5432/orders",
+    "DATABASE_PASSWORD": "",  # or DATABASE_PASSWORD_FILE; empty: the URL's own
+    # The owner, for `flask db upgrade` only. Unset while DATABASE_URL is set: DATABASE_URL (one
+    # role does both), so a deployment that sets only DATABASE_URL migrates as it always did.
+    "MIGRATION_DATABASE_URL": "postgresql+psycopg2://orders:orders@127.0.0.1:5432/orders",
+    "MIGRATION_DATABASE_PASSWORD": "",  # or MIGRATION_DATABASE_PASSWORD_FILE
     "KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:9092",
     "KAFKA_TOPIC": "orders",
     "KAFKA_DLQ_TOPIC": "orders-dlq",
     "KAFKA_GROUP_ID": "order-service",
     "KAFKA_TOPIC_PARTITIONS": 6,  # read by `make infra` only
     "KAFKA_CONTROLLER_PORT": 9093,  # `make infra`'s broker only (its KRaft controller listener)
+    "KAFKA_SASL_PORT": 9094,  # `make infra` only: the local broker's SASL_SSL listener
     # How every Kafka client of the service authenticates (app/kafka_clients.py).
     "KAFKA_SECURITY_PROTOCOL": "PLAINTEXT",
     "KAFKA_SASL_MECHANISM": "",
@@ -140,6 +148,26 @@ def env_secret(name: str) -> str:
                          "permissions") from None
 
 
+def database_url(url_name: str, password_name: str) -> str:
+    """A PostgreSQL URL, with its password replaced by the secret `password_name` when one is set
+    (from NAME or NAME_FILE), so that the password need not be in the URL."""
+    url = env_str(url_name)
+    password = env_secret(password_name)
+    if not password:
+        return url
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).set(password=password).render_as_string(hide_password=False)
+
+
+def migration_database_url() -> str:
+    """The owner's URL (`flask db upgrade`): MIGRATION_DATABASE_URL; when only DATABASE_URL is set,
+    DATABASE_URL (one role does both); with neither, the local owner that `make infra` creates."""
+    if _raw("MIGRATION_DATABASE_URL") is None and _raw("DATABASE_URL") is not None:
+        return database_url("DATABASE_URL", "DATABASE_PASSWORD")
+    return database_url("MIGRATION_DATABASE_URL", "MIGRATION_DATABASE_PASSWORD")
+
+
 def env_int(name: str) -> int:
     raw = _raw(name)
     if raw is None:
@@ -244,7 +272,8 @@ def engine_options(config: Mapping[str, Any]) -> dict[str, Any]:
 
 
 class Config:
-    SQLALCHEMY_DATABASE_URI = env_str("DATABASE_URL")
+    SQLALCHEMY_DATABASE_URI = database_url("DATABASE_URL", "DATABASE_PASSWORD")
+    MIGRATION_DATABASE_URL = migration_database_url()
     DB_POOL_SIZE = env_int("DB_POOL_SIZE")
     # Milliseconds; 0 means no limit (PostgreSQL's own default).
     DB_STATEMENT_TIMEOUT_MS = env_int("DB_STATEMENT_TIMEOUT_MS")

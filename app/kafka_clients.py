@@ -76,6 +76,15 @@ class KafkaSettings:
                                  "KAFKA_SASL_USERNAME and KAFKA_SASL_PASSWORD (or KAFKA_SASL_PASSWORD_FILE)")
         if bool(self.ssl_certfile) != bool(self.ssl_keyfile):
             raise ValueError("mutual TLS needs both KAFKA_SSL_CERTFILE and KAFKA_SSL_KEYFILE")
+        # Settings that the protocol would silently ignore: a user who set them meant TLS or SASL,
+        # and must not be connected in the clear, nor anonymously, without a word.
+        if not self.uses_tls and (self.ssl_cafile or self.ssl_certfile):
+            raise ValueError(f"KAFKA_SSL_* is set, but KAFKA_SECURITY_PROTOCOL={self.security_protocol} does "
+                             "not use TLS: set it to SSL or SASL_SSL (or unset KAFKA_SSL_*)")
+        if not self.uses_sasl and (self.sasl_username or self.sasl_password):
+            raise ValueError(f"KAFKA_SASL_USERNAME/PASSWORD are set, but KAFKA_SECURITY_PROTOCOL="
+                             f"{self.security_protocol} does not use SASL: set it to SASL_SSL (or unset "
+                             "them)")
 
     def options(self) -> dict[str, Any]:
         """The options every kafka-python client of the service is given."""

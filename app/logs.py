@@ -2,6 +2,7 @@
 away); the throttle lets each distinct message through once a minute, so an outage reads as a few
 lines, not thousands."""
 
+import importlib.util
 import json
 import logging
 import os
@@ -17,14 +18,20 @@ LOG_FORMAT = "%(asctime)s %(levelname)s [%(process)d %(threadName)s] %(name)s: %
 
 
 class KafkaLogThrottle(logging.Filter):
-    def __init__(self, window_s: float = 60.0) -> None:
+    def __init__(self, window_s: float = 60.0, kafka_dir: str = "") -> None:
         super().__init__()
         self.window_s = window_s
+        self.kafka_dir = kafka_dir
         self._last_seen: dict[tuple[str, str], float] = {}
 
     def filter(self, record: logging.LogRecord) -> bool:
         if not record.name.startswith("kafka"):
-            return True
+            # kafka-python's SASL modules log on the root logger: "Authenticated as <user>" for
+            # every connection (info, dropped as kafka's are) and a traceback for every refusal.
+            if not (self.kafka_dir and record.name == "root" and record.pathname.startswith(self.kafka_dir)):
+                return True
+            if record.levelno < logging.WARNING:
+                return False
         key = (record.name, str(record.msg))
         now = time.monotonic()
         if now - self._last_seen.get(key, -self.window_s) < self.window_s:
@@ -84,8 +91,9 @@ def configure_logging(app: Flask) -> None:
     root = logging.getLogger()
     if not root.handlers:
         logging.basicConfig(level=app.config["LOG_LEVEL"], format=LOG_FORMAT)
+        kafka_dir = os.path.dirname(importlib.util.find_spec("kafka").origin) + os.sep
         for handler in root.handlers:
-            handler.addFilter(KafkaLogThrottle())
+            handler.addFilter(KafkaLogThrottle(kafka_dir=kafka_dir))
             if app.config["LOG_FORMAT"] == "json":
                 handler.setFormatter(JsonFormatter())
     # kafka-python logs every connection at INFO; its warnings and errors are what matter.

@@ -12,6 +12,7 @@ from app.api.routes import DEFAULT_PAGE, MAX_PAGE
 from app.auth.masking import PERSONAL_FIELDS
 from app.auth.policy import LIST, READ, SCOPES
 from app.auth.provider import discovery_url
+from app.kafka_health import PROBLEMS as KAFKA_PROBLEMS
 from app.validation.schema import MAX_RECORD_BYTES, ORDER_SCHEMA, ORDER_UID_PATTERN
 
 INTEGER_NOTE = "A JSON integer, written without a fraction or exponent (1817, not 1817.0)."
@@ -215,7 +216,11 @@ def openapi_document(issuer: str) -> dict[str, Any]:
                     "properties": {
                         "status": {"enum": ["ready", "not_ready"]},
                         "checks": {"type": "object", "additionalProperties": {
-                            "type": "object", "required": ["ok"], "properties": {"ok": {"type": "boolean"}}}},
+                            "type": "object", "required": ["ok"], "properties": {
+                                "ok": {"type": "boolean"},
+                                # Kafka's, when not ok: what is wrong and what to fix (never a secret).
+                                "problem": {"enum": list(KAFKA_PROBLEMS)},
+                                "error": {"type": "string"}}}},
                         "consumer": {"type": "object", "required": ["state"], "properties": {
                             "state": {"enum": ["disabled", "not running in this process", "starting",
                                                "joining its group", "in group", "waiting out an outage",

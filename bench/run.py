@@ -35,7 +35,7 @@ from harness import ROOT, contract_example
 from harness.edge import Edge
 from harness.kafka import admin, committed_offsets, create_topics, delete_topics
 from harness.oidc import Tokens
-from harness.postgres import admin_dsn, create_database, drop_database
+from harness.postgres import admin_dsn, app_database, create_database, drop_database
 from harness.service import Service, service_env
 from harness.waiting import wait_until
 
@@ -102,7 +102,7 @@ def run(settings: Settings) -> dict[str, Any]:
 
 
 def migrate(database_url: str) -> None:
-    app = create_app(Config, {"SQLALCHEMY_DATABASE_URI": database_url})
+    app = create_app(Config, app_database(database_url))
     with app.app_context():
         upgrade()
         db.engine.dispose()

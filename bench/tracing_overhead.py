@@ -25,7 +25,7 @@ from config import Config
 from harness import ROOT
 from harness.kafka import admin, committed_offsets, create_topics, delete_topics, produce
 from harness.otlp import OtlpReceiver
-from harness.postgres import admin_dsn, create_database, drop_database
+from harness.postgres import admin_dsn, app_database, create_database, drop_database
 from harness.service import free_port
 from harness.waiting import wait_until
 
@@ -124,7 +124,7 @@ def main() -> None:
     }
     results: dict[str, dict[str, list[float]]] = {name: {"reads_us": [], "ingest": []} for name in variants}
     try:
-        with create_app(Config, {"SQLALCHEMY_DATABASE_URI": database}).app_context():
+        with create_app(Config, app_database(database)).app_context():
             upgrade()
         produce(topics.bootstrap, topics.orders,
                 [(o["order_uid"].encode(), encode(o)) for o in OrderFactory(seed=5).orders(args.orders)])

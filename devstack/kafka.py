@@ -1,6 +1,7 @@
 """Apache Kafka 4.x (KRaft, one node) at the first KAFKA_BOOTSTRAP_SERVERS address: a broker of our
 own from the official jars (fetched with Maven), or a broker that already answers there (used as it
-is, never stopped). Either way the service's topics are made to exist."""
+is, never stopped). Either way the service's topics are made to exist. Ours also has a SASL_SSL
+listener on KAFKA_SASL_PORT, with SCRAM users and ACLs (devstack/kafka_security.py)."""
 
 import logging
 import os
@@ -11,6 +12,7 @@ import time
 from pathlib import Path
 
 from config import Config, private_dir
+from devstack import kafka_security
 from devstack.install import check_java, kafka_jars
 from devstack.kafka_configs import set_topic_configs
 from devstack.output import Failure, failure_with_log, say, warn
@@ -87,10 +89,12 @@ class Kafka:
         if not is_local(self.host):
             raise Failure(f"nothing answers at {self.address} (KAFKA_BOOTSTRAP_SERVERS) and it is not this "
                           "machine, so no broker can be started there")
-        controller = self.settings.kafka_controller_port
-        if port_open("127.0.0.1", controller):
-            raise Failure(f"Kafka's controller port 127.0.0.1:{controller} is taken by another program; "
-                          "stop it or set KAFKA_CONTROLLER_PORT")
+        ports = ((self.settings.kafka_controller_port, "controller", "KAFKA_CONTROLLER_PORT"),
+                 (self.settings.kafka_sasl_port, "SASL_SSL", "KAFKA_SASL_PORT"))
+        for port, name, variable in ports:
+            if port_open("127.0.0.1", port):
+                raise Failure(f"Kafka's {name} port 127.0.0.1:{port} is taken by another program; "
+                              f"stop it or set {variable}")
         self._start()
 
     def ready(self) -> None:
@@ -101,6 +105,7 @@ class Kafka:
             say(f"Kafka: using the broker already at {self.address} (not started by this script)")
             return
         self._wait_ready()
+        self._secure()
         state = "already running" if self.mode == "ours" else "up"
         say(f"Kafka: {state} at {self.address} (ours, pid {self.pid})")
 
@@ -151,8 +156,12 @@ class Kafka:
     def _render_config(self) -> None:
         from app.ingest.dead_letters import MAX_SOURCE_RECORD_BYTES
 
+        key_store = kafka_security.broker_key_store(self.dir, self.settings.ca_dir,
+                                                    ["127.0.0.1", "localhost"])
         self.props.write_text(render((TEMPLATES / "server.properties").read_text(), {
             "KAFKA_PORT": str(self.port),
+            "KAFKA_SASL_PORT": str(self.settings.kafka_sasl_port),
+            "KAFKA_SSL_KEYSTORE": str(key_store),
             "KAFKA_CONTROLLER_PORT": str(self.settings.kafka_controller_port),
             "KAFKA_DATA_DIR": str(self.data),
             "KAFKA_TOPIC_PARTITIONS": str(self.settings.partitions),
@@ -205,6 +214,30 @@ class Kafka:
             time.sleep(0.25)
         if not self._ensure_topics(max(1.0, deadline - time.monotonic()), grow=True):
             raise Failure(f"Kafka did not start within 60 s; read {self.log}")
+
+    def _secure(self) -> None:
+        """The SASL_SSL listener's users, ACLs and client settings (idempotent). A broker of ours
+        started before the listener existed is left as it is, with a word on how to get it."""
+        from app.kafka_clients import KafkaSettings, new_admin
+
+        if "SASL_SSL://" not in self.props.read_text():
+            warn(f"Kafka: ours was started without the SASL_SSL listener; to get it (port "
+                 f"{self.settings.kafka_sasl_port}), run 'make infra-down' and 'make infra'")
+            return
+        sasl_address = f"127.0.0.1:{self.settings.kafka_sasl_port}"
+        # Over the loopback PLAINTEXT listener, whose anonymous principal is the broker's super user.
+        admin = new_admin(KafkaSettings(self.address), client_id="order-service-infra",
+                          request_timeout_ms=10000)
+        try:
+            done = kafka_security.set_up_users(admin, self.dir, sasl_address, self.settings.ca_dir / "ca.crt",
+                                               self.settings.topic, self.settings.dlq_topic,
+                                               self.settings.group_id)
+            for line in done:
+                say(f"Kafka: {line}")
+        finally:
+            admin.close()
+        say(f"Kafka: SASL_SSL ({kafka_security.SASL_MECHANISM}) at {sasl_address}; the service's settings: "
+            f"{self.dir / 'client-sasl.env'}")
 
     # --- the topics -------------------------------------------------------------------------------
 

@@ -24,6 +24,7 @@ from string import Template
 from urllib.parse import urlsplit
 
 from config import DEV_SECRETS, dev_secrets_dir, env_int, env_str, private_dir
+from devstack.certs import write_file
 from devstack.install import check_java, maven_fetch
 from devstack.output import Failure, failure_with_log, say
 from devstack.process import alive, pid_of, port_open, rotate_log, runs, start_detached, stop
@@ -189,10 +190,10 @@ class Keycloak:
             credentials = {"admin": secrets.token_urlsafe(18),
                            **{f"user:{name}": secrets.token_urlsafe(12) for name in USERS},
                            **{name: secrets.token_urlsafe(32) for name in DEV_SECRETS}}
-            _write_private(self.credentials_file, json.dumps(credentials, indent=2) + "\n")
+            write_file(self.credentials_file, (json.dumps(credentials, indent=2) + "\n").encode(), 0o600)
         private_dir(dev_secrets_dir())
         for name in DEV_SECRETS:
-            _write_private(dev_secrets_dir() / name, credentials[name] + "\n")
+            write_file(dev_secrets_dir() / name, (credentials[name] + "\n").encode(), 0o600)
         return credentials
 
     def _realm_text(self, credentials: dict[str, str]) -> str:
@@ -221,7 +222,7 @@ class Keycloak:
             shutil.rmtree(self.install_dir / "data" / "h2", ignore_errors=True)
         for directory in (self._import_file.parent.parent, self._import_file.parent):
             private_dir(directory)
-        _write_private(self._import_file, text)
+        write_file(self._import_file, text.encode(), 0o600)
 
     # --- starting and stopping --------------------------------------------------------------------
 
@@ -276,16 +277,6 @@ class Keycloak:
         print("A token for curl:  TOKEN=$(.venv/bin/flask auth token --scope orders:read --scope orders:pii)")
         print(f"Keycloak's admin console: {self.issuer.url.rpartition('/realms/')[0]}/admin/ "
               f"(user {ADMIN_USER}, password in {self.credentials_file})")
-
-
-def _write_private(path: Path, text: str) -> None:
-    """Written by rename from a file made 0600: never readable by others, never half written."""
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.unlink(missing_ok=True)
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as file:
-        file.write(text)
-    tmp.replace(path)
 
 
 def main(argv: list[str]) -> int:

@@ -1,6 +1,7 @@
 """PostgreSQL 15 at DATABASE_URL's address: a cluster of our own, driven by pg_ctl, or a server that
 already answers there (used as it is, never stopped). Its settings come from
-infra/postgres/postgresql.conf, applied on every `make infra`."""
+infra/postgres/postgresql.conf, applied on every `make infra`; its TLS and its two roles (the owner,
+MIGRATION_DATABASE_URL's, and the service's, DATABASE_URL's) from devstack/postgres_security.py."""
 
 import os
 import pwd
@@ -17,6 +18,7 @@ import psycopg2.extensions
 from psycopg2 import sql
 
 from config import private_dir
+from devstack import postgres_security
 from devstack.install import ensure_package
 from devstack.output import Failure, failure_with_log, say
 from devstack.process import (
@@ -82,7 +84,9 @@ class Postgres:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        url = settings.database_url
+        # The owner logs in to a server that was there before us (the service's role may only read
+        # and insert), and makes the database there if it is missing.
+        url = settings.owner_url
         self.user, self.password = url.username or "", url.password or ""
         self.host, self.port, self.database = url.host, url.port or 5432, url.database
         self.log = settings.logs / "postgres.log"
@@ -163,9 +167,9 @@ class Postgres:
             self._start()
         if self.mode == "new" and not self._wait_ready():
             raise failure_with_log("PostgreSQL exited while starting", self.log)
-        self._ensure_role_and_database()
-        self._check_login()
         self._apply_settings(running=True)
+        postgres_security.up(self.dir, self.data, self.port, self.settings.ca_dir, [self.host, "localhost"],
+                             self.settings.owner_url, self.settings.database_url)
         pid = self.our_pid()
         if self.mode == "ours":
             say(f"PostgreSQL: already running at {self.address} (ours, pid {pid})")
@@ -276,30 +280,7 @@ class Postgres:
         for path in [pid_file, *self.dir.glob(".s.PGSQL.*")]:
             path.unlink(missing_ok=True)
 
-    # --- the role, the database --------------------------------------------------------------------
-
-    def _ensure_role_and_database(self) -> None:
-        """Creates only what is missing; an existing role keeps its password. The password goes in
-        hashed (SCRAM), never in clear, not even over the socket."""
-        with closing(self._superuser()) as connection, connection.cursor() as cursor:
-            cursor.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (self.user,))
-            if cursor.fetchone() is None:
-                statement = sql.SQL("CREATE ROLE {} LOGIN CREATEDB").format(sql.Identifier(self.user))
-                if self.password:
-                    verifier = psycopg2.extensions.encrypt_password(self.password, self.user, connection,
-                                                                    "scram-sha-256")
-                    statement += sql.SQL(" PASSWORD {}").format(sql.Literal(verifier))
-                cursor.execute(statement)
-            cursor.execute("SELECT 1 FROM pg_database WHERE datname = %s", (self.database,))
-            if cursor.fetchone() is None:
-                cursor.execute(sql.SQL("CREATE DATABASE {} OWNER {}").format(
-                    sql.Identifier(self.database), sql.Identifier(self.user)))
-
-    def _check_login(self) -> None:
-        error = self._login_error()
-        if error:
-            raise Failure(f"our PostgreSQL at {self.address} refuses {self.user}/{self.database}: {error} "
-                          "(the role existed before with another password? fix DATABASE_URL or ALTER ROLE)")
+    # --- a server of someone else's ---------------------------------------------------------------
 
     def _use_external(self) -> None:
         if self._isready() == 1:

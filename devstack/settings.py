@@ -10,7 +10,7 @@ from pathlib import Path
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 
-from config import env_int, env_str, order_service_home
+from config import database_url, env_int, env_str, migration_database_url, order_service_home
 from devstack.output import Failure
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -26,14 +26,13 @@ def masked(url: str) -> str:
     return re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", url)
 
 
-def _database_url() -> URL:
-    raw = env_str("DATABASE_URL")
+def _database_url(name: str, raw: str) -> URL:
     try:
         url = make_url(raw)
     except (ArgumentError, ValueError):
         url = None
     if url is None or not url.drivername.startswith("postgres") or not url.host or not url.database:
-        raise Failure(f"cannot parse DATABASE_URL={masked(raw)} (expected "
+        raise Failure(f"cannot parse {name}={masked(raw)} (expected "
                       "postgresql+psycopg2://user:password@host:port/dbname)")
     return url
 
@@ -52,10 +51,13 @@ def _kafka_address() -> tuple[str, int]:
 class Settings:
     home: Path
     downloads: Path
-    database_url: URL
+    database_url: URL  # the service's role (DATABASE_URL)
+    owner_url: URL  # the owner's, for migrations (MIGRATION_DATABASE_URL)
     kafka_host: str
     kafka_port: int
     kafka_controller_port: int
+    kafka_sasl_port: int
+    group_id: str
     topic: str
     dlq_topic: str
     partitions: int
@@ -70,10 +72,13 @@ class Settings:
             return cls(
                 home=home_dir,
                 downloads=Path(os.environ.get(DOWNLOADS_VARIABLE) or home_dir),
-                database_url=_database_url(),
+                database_url=_database_url("DATABASE_URL", database_url("DATABASE_URL", "DATABASE_PASSWORD")),
+                owner_url=_database_url("MIGRATION_DATABASE_URL", migration_database_url()),
                 kafka_host=kafka_host,
                 kafka_port=kafka_port,
                 kafka_controller_port=env_int("KAFKA_CONTROLLER_PORT"),
+                kafka_sasl_port=env_int("KAFKA_SASL_PORT"),
+                group_id=env_str("KAFKA_GROUP_ID"),
                 topic=env_str("KAFKA_TOPIC"),
                 dlq_topic=env_str("KAFKA_DLQ_TOPIC"),
                 partitions=env_int("KAFKA_TOPIC_PARTITIONS"),
@@ -87,6 +92,11 @@ class Settings:
     @property
     def logs(self) -> Path:
         return self.home / "logs"
+
+    @property
+    def ca_dir(self) -> Path:
+        """The local CA that signs the TLS listeners' certificates (clients trust its ca.crt)."""
+        return self.home / "tls"
 
     def home_hash(self) -> str:
         return path_hash(self.home)

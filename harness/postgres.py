@@ -1,24 +1,51 @@
-"""Databases of their own on the configured PostgreSQL server, and outages of them."""
+"""Databases of their own on the configured PostgreSQL server, and outages of them.
+
+Two roles, as in production: the service connects as DATABASE_URL's (SELECT and INSERT only),
+while creating, migrating, emptying, closing and dropping a database is the owner's work
+(MIGRATION_DATABASE_URL's credentials). With one role configured, both are the same.
+"""
 
 import time
 import uuid
+from typing import Any
 
 import psycopg2
 import psycopg2.errors
+from psycopg2.extensions import make_dsn
 from sqlalchemy.engine import make_url
+
+from config import Config
+
+
+def owner_url(url: str) -> str:
+    """`url`'s database as its owner: MIGRATION_DATABASE_URL (server, credentials, TLS settings)
+    with `url`'s database."""
+    owner = make_url(Config.MIGRATION_DATABASE_URL).set(database=make_url(url).database)
+    return owner.render_as_string(hide_password=False)
+
+
+def app_database(url: str) -> dict[str, Any]:
+    """create_app overrides for the database of `url`: the service's URL, and its owner's for
+    `flask db upgrade`."""
+    return {"SQLALCHEMY_DATABASE_URI": url, "MIGRATION_DATABASE_URL": owner_url(url)}
+
+
+def dsn(url: str, database: str | None = None) -> str:
+    """A libpq DSN for `url` (SQLAlchemy form, its query's TLS settings included), on `database`
+    when given."""
+    parsed = make_url(url)
+    return make_dsn(host=parsed.host, port=parsed.port or 5432, user=parsed.username,
+                    password=parsed.password or "", dbname=database or parsed.database, connect_timeout=5,
+                    **dict(parsed.query))
 
 
 def admin_dsn(url: str, database: str = "postgres") -> str:
-    """A libpq DSN for `database` on the server of `url` (SQLAlchemy form), as its user."""
-    parsed = make_url(url)
-    return (
-        f"host={parsed.host} port={parsed.port or 5432} user={parsed.username} "
-        f"password={parsed.password or ''} dbname={database} connect_timeout=5"
-    )
+    """A libpq DSN for `database` on the server of `url` (SQLAlchemy form), as the owner."""
+    return dsn(owner_url(url), database)
 
 
-def _admin_execute(url: str, statement: str, params: tuple = ()) -> None:
-    connection = psycopg2.connect(admin_dsn(url))
+def _admin_execute(url: str, statement: str, params: tuple | dict = (), database: str = "postgres") -> None:
+    connection = psycopg2.connect(admin_dsn(url, database))
     connection.autocommit = True
     try:
         with connection.cursor() as cursor:
@@ -28,7 +55,8 @@ def _admin_execute(url: str, statement: str, params: tuple = ()) -> None:
 
 
 def create_database(server_url: str, prefix: str) -> str:
-    """A new, empty database on the server of `server_url`; returns its URL."""
+    """A new, empty database on the server of `server_url`, owned by the owner; returns its URL
+    with `server_url`'s credentials (the service's, for Config.SQLALCHEMY_DATABASE_URI)."""
     name = f"{prefix}_{uuid.uuid4().hex[:10]}"
     _admin_execute(server_url, f'CREATE DATABASE "{name}"')
     return make_url(server_url).set(database=name).render_as_string(hide_password=False)
@@ -47,6 +75,17 @@ def drop_database(url: str, timeout_s: float = 30) -> None:
             if time.monotonic() > deadline:
                 raise
             time.sleep(0.5)
+
+
+def execute_as_owner(url: str, statement: str, params: tuple | dict = ()) -> None:
+    """One statement in `url`'s database as its owner: what the service may not do (delete,
+    truncate), done as an operator would."""
+    _admin_execute(url, statement, params, database=make_url(url).database)
+
+
+def empty_orders(url: str) -> None:
+    """Remove every order."""
+    execute_as_owner(url, "TRUNCATE orders CASCADE")
 
 
 class database_outage:

@@ -3,6 +3,12 @@ from logging.config import fileConfig
 
 from alembic import context
 from flask import current_app
+from sqlalchemy import create_engine
+from sqlalchemy.engine import make_url
+from sqlalchemy.pool import NullPool
+
+from app.data.privileges import grant_service_role
+from config import engine_options
 
 # this is the Alembic Config object, which provides
 # access to the values within the .ini file in use.
@@ -14,8 +20,26 @@ fileConfig(config.config_file_name, disable_existing_loggers=False)
 logger = logging.getLogger('alembic.env')
 
 
+def migration_engine(app_config):
+    """An engine on MIGRATION_DATABASE_URL (`flask db upgrade`): the app's connection settings, no
+    pool, and a refusal when it names another database than SQLALCHEMY_DATABASE_URI, where the
+    migrations would build tables that the service never sees."""
+    owner = make_url(app_config["MIGRATION_DATABASE_URL"])
+    service = make_url(app_config["SQLALCHEMY_DATABASE_URI"])
+    if owner.database != service.database:
+        raise ValueError(f"MIGRATION_DATABASE_URL names database {owner.database!r} but DATABASE_URL "
+                         f"{service.database!r}: they must be the same database (set "
+                         "MIGRATION_DATABASE_URL to its owner's URL, or unset it to migrate as DATABASE_URL)")
+    return create_engine(owner, poolclass=NullPool, connect_args=engine_options(app_config)["connect_args"])
+
+
 def get_engine():
-    return current_app.extensions['migrate'].db.engine
+    # The owner's role (MIGRATION_DATABASE_URL), not the service's (DATABASE_URL), which may only
+    # read and insert. One engine for the whole command.
+    engine = current_app.extensions.get('migration_engine')
+    if engine is None:
+        engine = current_app.extensions['migration_engine'] = migration_engine(current_app.config)
+    return engine
 
 
 def get_engine_url():
@@ -102,6 +126,15 @@ def run_migrations_online():
             # (DB_STATEMENT_TIMEOUT_MS); it keeps the lock timeout, so it never queues reads for long.
             context.execute("SET LOCAL statement_timeout = 0")
             context.run_migrations()
+            grant_to_the_service(connection)
+
+
+def grant_to_the_service(connection):
+    """DATABASE_URL's role gets SELECT and INSERT (app/data/privileges.py), in the migrations'
+    transaction; nothing to do when one role does both."""
+    service = make_url(current_app.config['SQLALCHEMY_DATABASE_URI']).username
+    if service and service != connection.engine.url.username:
+        grant_service_role(connection, service, get_metadata())
 
 
 if context.is_offline_mode():

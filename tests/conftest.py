@@ -23,7 +23,8 @@ from app.ingest.consumer import OrderConsumer
 from config import Config, TestConfig
 from harness.kafka import Topics, admin, create_topics, delete_topics
 from harness.oidc import Tokens
-from harness.postgres import create_database, drop_database
+from harness.postgres import app_database, create_database, drop_database, empty_orders
+from harness.service import Service
 from tests.helpers import PageSession, contract_example
 
 
@@ -47,7 +48,7 @@ def app(database_url: str) -> Iterator[Flask]:
     session: its cache is emptied by `empty_db`."""
     from flask_migrate import upgrade
 
-    application = create_app(TestConfig, {"SQLALCHEMY_DATABASE_URI": database_url})
+    application = create_app(TestConfig, app_database(database_url))
     with application.app_context():
         upgrade()
     yield application
@@ -56,12 +57,10 @@ def app(database_url: str) -> Iterator[Flask]:
 
 
 @pytest.fixture
-def empty_db(app: Flask) -> None:
+def empty_db(app: Flask, database_url: str) -> None:
     """The test database with no orders in it, and the session app's cache emptied with it (no
     test sees another's answers)."""
-    with app.app_context():
-        db.session.execute(db.text("TRUNCATE orders CASCADE"))
-        db.session.commit()
+    empty_orders(database_url)
     order_cache_for(app).clear()
 
 
@@ -130,6 +129,21 @@ def kafka_bootstrap() -> str:
     except NoBrokersAvailable:
         pytest.exit(f"Kafka is not reachable at {bootstrap}. Start it with `make infra`.", returncode=3)
     return bootstrap
+
+
+@pytest.fixture
+def services(tmp_path, full_access) -> Iterator[Callable[..., Service]]:
+    """Start the real service under gunicorn (`start(env, name)`), asked by a caller who may see
+    everything; each is killed at the end."""
+    started: list[Service] = []
+
+    def start(env: dict[str, str], name: str = "service") -> Service:
+        started.append(Service(env, tmp_path / f"{name}-{len(started)}.log", credentials=full_access).start())
+        return started[-1]
+
+    yield start
+    for service in started:
+        service.kill()
 
 
 @pytest.fixture

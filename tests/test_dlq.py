@@ -11,12 +11,12 @@ from kafka.admin import NewTopic
 from app import create_app
 from app.data.store import get_order
 from app.documents import served_form
-from app.extensions import db
 from app.kafka_clients import new_producer
 from app.seed import OrderFactory, encode
 from config import TestConfig
 from harness.kafka import admin, all_committed, end_offsets, produce, read_all
 from harness.kafka import settings as kafka_settings
+from harness.postgres import execute_as_owner
 from harness.waiting import wait_until
 
 ESC = "\x1b"
@@ -131,7 +131,7 @@ def test_stats_and_show_count_each_source_record_once(runner, topics, run_consum
 
 
 def test_replay_stores_the_fixed_conflict_and_the_invalid_order_comes_back(ingest_app, runner, topics,
-                                                                             run_consumer):
+                                                                             database_url, run_consumer):
     orders = list(OrderFactory(seed=32).orders(10))
     _, (invalid_key, invalid_value, _), (conflict_key, conflict_value, _), _ = hostile_stream(orders)
     produce(topics.bootstrap, topics.orders, [(o["order_uid"].encode(), encode(o)) for o in orders])
@@ -150,10 +150,8 @@ def test_replay_stores_the_fixed_conflict_and_the_invalid_order_comes_back(inges
     assert sum(end_offsets(topics.bootstrap, topics.orders).values()) == source_end
 
     # The operator's fix: the stored order the conflict clashed with is removed.
-    with ingest_app.app_context():
-        db.session.execute(db.text("DELETE FROM orders WHERE order_uid = :uid"),
-                           {"uid": conflict_key.decode()})
-        db.session.commit()
+    execute_as_owner(database_url, "DELETE FROM orders WHERE order_uid = %(uid)s",
+                     {"uid": conflict_key.decode()})
     result = dlq(runner, "replay", "--type", "conflict")
     assert result.exit_code == 0, result.output
     assert "replayed 1 of 1 dead letters" in result.output

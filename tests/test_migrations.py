@@ -9,7 +9,7 @@ from sqlalchemy import inspect
 from app import create_app
 from app.extensions import db
 from config import Config, TestConfig
-from harness.postgres import create_database, drop_database
+from harness.postgres import app_database, create_database, drop_database
 
 
 def test_the_models_and_the_migrations_agree(app):
@@ -22,7 +22,7 @@ def test_the_models_and_the_migrations_agree(app):
 def test_upgrade_on_an_empty_database_then_downgrade_base_removes_everything():
     url = create_database(Config.SQLALCHEMY_DATABASE_URI, "orders_migrations")
     try:
-        app = create_app(TestConfig, {"SQLALCHEMY_DATABASE_URI": url})
+        app = create_app(TestConfig, app_database(url))
         with app.app_context():
             upgrade()
             tables = set(inspect(db.engine).get_table_names())

@@ -16,20 +16,19 @@ from schemathesis.specs.openapi.checks import positive_data_acceptance
 
 from app.cache import order_cache_for
 from app.data.store import save_orders
-from app.extensions import db
 from app.seed import OrderFactory
+from harness.postgres import empty_orders
 
 BOUNDED = settings(max_examples=300, deadline=None, database=None,
                    suppress_health_check=[HealthCheck.too_slow])
 
 
 @pytest.fixture(scope="module")
-def stocked(app: Flask) -> tuple[Flask, list[str]]:
+def stocked(app: Flask, database_url: str) -> tuple[Flask, list[str]]:
     """The session's app on a database holding 30 generated orders (their ids are returned too)."""
     orders = list(OrderFactory(seed=61).orders(30))
+    empty_orders(database_url)
     with app.app_context():
-        db.session.execute(db.text("TRUNCATE orders CASCADE"))
-        db.session.commit()
         save_orders(orders)
     order_cache_for(app).clear()
     return app, [order["order_uid"] for order in orders]

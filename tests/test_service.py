@@ -20,19 +20,6 @@ from tests.helpers import metric, stored_uids
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture
-def services(tmp_path, full_access):
-    started: list[Service] = []
-
-    def start(env: dict[str, str], name: str = "service") -> Service:
-        started.append(Service(env, tmp_path / f"{name}-{len(started)}.log", credentials=full_access).start())
-        return started[-1]
-
-    yield start
-    for service in started:
-        service.kill()
-
-
 def stream_orders(topics, count: int, seed: int,
                   per_second: float = 1500) -> tuple[list[dict], BackgroundStream]:
     """Orders produced as a paced stream in the background, so a test can act in its middle."""

@@ -33,11 +33,14 @@ def traceparent() -> tuple[str, str, str]:
 
 
 def produce_with_headers(bootstrap: str, topic: str, records: list[tuple[bytes, bytes, list]]) -> None:
-    producer = new_producer(kafka_settings(bootstrap), acks="all")
+    # Retried and awaited: a send racing a new topic's leader election must not vanish.
+    producer = new_producer(kafka_settings(bootstrap), acks="all", retries=5)
     try:
-        for key, value, headers in records:
-            producer.send(topic, key=key, value=value, headers=headers)
+        futures = [producer.send(topic, key=key, value=value, headers=headers)
+                   for key, value, headers in records]
         producer.flush(timeout=30)
+        for future in futures:
+            future.get(timeout=30)
     finally:
         producer.close()
 

@@ -15,6 +15,7 @@ from opentelemetry.trace import SpanKind
 from tqdm import tqdm
 
 from app.kafka_clients import KafkaSettings, new_producer, unreachable_message
+from app.kafka_health import refusal
 from app.seed import OrderFactory, encode, invalid_record
 from app.tracing import flush_tracing, start_tracing
 
@@ -65,7 +66,7 @@ def seed_orders(count, rate, seed, invalid_ratio, duplicate_ratio, min_items, ma
     try:
         producer = _producer(kafka, topic)
     except KafkaError as exc:
-        raise click.ClickException(unreachable_message(kafka, exc)) from None
+        raise click.ClickException(refusal(kafka, (topic,)) or unreachable_message(kafka, exc)) from None
 
     # With tracing on, each record gets a producer span and carries its `traceparent`; off, no
     # header (a made-up one would link the consumer's spans to traces that exist nowhere).

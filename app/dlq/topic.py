@@ -7,12 +7,13 @@ from collections.abc import Iterator
 from typing import Any
 
 from kafka import KafkaConsumer, TopicPartition
-from kafka.errors import CorruptRecordException, KafkaError
+from kafka.errors import CorruptRecordException, KafkaError, TopicAuthorizationFailedError
 
 from app.ingest.dead_letters import MAX_DEAD_LETTER_BYTES
 from app.ingest.kafka_records import tolerate_non_utf8_header_keys
 from app.kafka_clients import KafkaSettings, new_admin, unreachable_message
 from app.kafka_clients import new_consumer as new_kafka_consumer
+from app.kafka_health import refusal
 
 # How long a whole read may take before the tool gives up (a topic of a few hundred thousand
 # dead letters reads in well under that on these machines).
@@ -38,7 +39,7 @@ class DlqError(Exception):
 
 
 def unreachable(settings: KafkaSettings, exc: BaseException) -> DlqError:
-    return DlqError(unreachable_message(settings, exc))
+    return DlqError(refusal(settings) or unreachable_message(settings, exc))
 
 
 def topic_partitions(settings: KafkaSettings, topics: dict[str, str]) -> dict[str, list[int]]:
@@ -57,6 +58,9 @@ def topic_partitions(settings: KafkaSettings, topics: dict[str, str]) -> dict[st
         client.close()
     partitions: dict[str, list[int]] = {}
     for entry in described:
+        if entry["error_code"] == TopicAuthorizationFailedError.errno:
+            topic = entry["topic"]
+            raise DlqError(refusal(settings, (topic,)) or f"Kafka's ACLs refuse topic {topic}")
         if entry["error_code"] != 0 or not entry["partitions"]:
             setting = topics.get(entry["topic"], "the topic")
             raise DlqError(
@@ -120,6 +124,10 @@ def read_records(settings: KafkaSettings, consumer: KafkaConsumer, topic: str, p
                            "is the broker overloaded? Run again.")
         try:
             batch = consumer.poll(timeout_ms=500)
+        except TopicAuthorizationFailedError:
+            raise DlqError(f"Kafka's ACLs do not let {settings.sasl_username or 'this client'} read {topic}: "
+                           "flask dlq needs READ on KAFKA_DLQ_TOPIC (and WRITE on KAFKA_TOPIC to replay); "
+                           "`make infra` writes such a user's settings to client-sasl-operator.env") from None
         except CorruptRecordException as exc:
             # The broker checked the record's CRC, so this is a record the client cannot parse.
             where = ", ".join(f"partition {tp.partition} at offset {consumer.position(tp)}"

@@ -1,5 +1,4 @@
 import logging
-import socket
 
 from flask import current_app, jsonify, request
 from sqlalchemy import text
@@ -8,6 +7,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from app.data.errors import first_line
 from app.extensions import db
 from app.health import bp
+from app.kafka_health import kafka_health
 from app.security import AUTH_OFF_WARNING, allowed_networks, is_allowed
 
 log = logging.getLogger(__name__)
@@ -33,7 +33,9 @@ def readyz():
         answer.update(
             checks={
                 "postgresql": {"ok": postgresql_ok},
-                "kafka": {"ok": _kafka_reachable(current_app.config["KAFKA_BOOTSTRAP_SERVERS"])},
+                # Not ok, and why (app.kafka_health.PROBLEMS): a probe's verdict, at most MAX_AGE_S
+                # old, which says what to fix and never holds a secret.
+                "kafka": kafka_health(current_app).verdict().as_json(),
             },
             consumer=_consumer_status(),
             cache_warmup=_warmup_status(),
@@ -53,17 +55,6 @@ def _postgresql_ok() -> bool:
         db.session.rollback()
         log.warning("/readyz: PostgreSQL is not reachable: %s", first_line(exc))
         return False
-
-
-def _kafka_reachable(bootstrap_servers: str) -> bool:
-    for address in bootstrap_servers.split(","):
-        host, _, port = address.strip().rpartition(":")
-        try:
-            with socket.create_connection((host, int(port)), timeout=1):
-                return True
-        except (OSError, ValueError) as exc:
-            log.warning("/readyz: Kafka is not reachable at %s: %s", address, exc)
-    return False
 
 
 def _consumer_status() -> dict:

@@ -14,7 +14,12 @@ from typing import Any
 from flask import Flask
 from kafka import KafkaConsumer, TopicPartition
 from kafka.consumer.subscription_state import ConsumerRebalanceListener
-from kafka.errors import CommitFailedError, KafkaError
+from kafka.errors import (
+    CommitFailedError,
+    GroupAuthorizationFailedError,
+    KafkaError,
+    TopicAuthorizationFailedError,
+)
 from kafka.structs import OffsetAndMetadata
 from opentelemetry import trace
 from sqlalchemy.exc import DataError, IntegrityError, SQLAlchemyError
@@ -27,6 +32,7 @@ from app.ingest.kafka_records import tolerate_non_utf8_header_keys
 from app.ingest.records import ErrorType, Rejection, check_headers, decode_order
 from app.ingest.spans import record_links, start_batch_span, tracer
 from app.kafka_clients import KafkaSettings, new_consumer
+from app.kafka_health import KafkaVerdict, kafka_health
 from app.metrics import (
     BATCH_DURATION,
     BATCH_SIZE,
@@ -157,6 +163,7 @@ class OrderConsumer:
         self.app = app
         self.config = app.config
         self.kafka = KafkaSettings.from_config(app.config)
+        self.health = kafka_health(app)
         self.on_stored = on_stored
         self.stop_event = threading.Event()
         self.joined = threading.Event()
@@ -212,8 +219,14 @@ class OrderConsumer:
         while not self.stop_event.is_set():
             started = time.monotonic()
             try:
+                if self._kafka_refuses():
+                    continue
                 self._connect()
                 self._consume()
+            except (TopicAuthorizationFailedError, GroupAuthorizationFailedError) as exc:
+                # An ACL taken away while it ran: waited out like a refusal at the start.
+                self._wait_refused(self.health.report("authorization", f"Kafka's ACLs refuse this service: "
+                                                      f"{exc.__class__.__name__} {exc.args}"))
             except Exception as exc:
                 log.exception("the consumer failed; it restarts from the committed offsets")
                 self.restarts += 1
@@ -226,6 +239,21 @@ class OrderConsumer:
                 self.stop_event.wait(self._restart_backoff.next_delay())
             finally:
                 self._close()
+
+    def _kafka_refuses(self) -> bool:
+        """Kafka refuses this service (TLS, SASL, an ACL, a setting): wait with backoff and ask
+        again, instead of handing kafka-python a connection that it would retry every second, for
+        good, with a misleading error each time. Unreachable is not a refusal: the client itself
+        waits for the broker, as always."""
+        verdict = self.health.check()
+        if not verdict.refused:
+            return False
+        self._wait_refused(verdict)
+        return True
+
+    def _wait_refused(self, verdict: KafkaVerdict) -> None:
+        self._start_outage(verdict.reason, logged=True)  # the KafkaHealth logged it, once
+        self.stop_event.wait(self._backoff.next_delay())
 
     def _connect(self) -> None:
         # With api_version pinned, neither client contacts the broker here: nothing to wait for.
@@ -360,12 +388,13 @@ class OrderConsumer:
             if tp in assigned:
                 self._consumer.seek(tp, records[0].offset)
 
-    def _start_outage(self, reason: str) -> None:
+    def _start_outage(self, reason: str, logged: bool = False) -> None:
         self.retries += 1
         if self.waiting_since is None:
             self.waiting_since = time.monotonic()
             CONSUMER_WAITING.inc()
-            log.error("consumer waiting: %s; retrying with backoff until it is back", reason)
+            if not logged:
+                log.error("consumer waiting: %s; retrying with backoff until it is back", reason)
 
     def _end_outage(self) -> None:
         self._backoff.reset()

@@ -11,11 +11,11 @@ from typing import Any
 
 import pytest
 
-from app.extensions import db
 from app.seed import encode
 from app.validation import validate_order
 from harness.kafka import all_committed, create_topics, delete_topics, produce, read_all
 from harness.oidc import user_password
+from harness.postgres import empty_orders
 from harness.service import Service, service_env
 from harness.waiting import wait_until
 
@@ -69,9 +69,7 @@ def live_site(app, database_url, kafka_bootstrap, live_orders, tmp_path_factory)
     has consumed them: stored in PostgreSQL and committed, none dead-lettered."""
     for order in live_orders.values():
         assert validate_order(order) == {}, f"test order {order['order_uid']} breaks the contract"
-    with app.app_context():
-        db.session.execute(db.text("TRUNCATE orders CASCADE"))
-        db.session.commit()
+    empty_orders(database_url)
     topics = create_topics(kafka_bootstrap)
     log_path = tmp_path_factory.mktemp("browser") / "service.log"
     service = Service(service_env(database_url, topics), log_path)
