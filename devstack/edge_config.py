@@ -109,13 +109,19 @@ def values(config: type, prefix: Path, cache_dir: Path) -> dict[str, str]:
         "MODULES_DIR": MODULES_DIR,
         "AUTH_CACHE_DIR": _path("cache dir", str(cache_dir / "token-checks")),
         # Where nginx's workers can reach it (they run as WORKER_USER when the master is root).
-        "MISSES_SOCKET": _path("cache dir", str(cache_dir / "temp" / "order-misses.sock")),
+        "MISSES_SOCKET": _path("cache dir", str(misses_socket(cache_dir))),
         "AUTH_KEYS_MB": str(AUTH_KEYS_MB),
         "AUTH_EDGE_CACHE_S": str(_positive("AUTH_EDGE_CACHE_S", config.AUTH_EDGE_CACHE_S)),
         "ORDER_ACCESS_CHECK": ORDER_ACCESS_CHECK if config.AUTH_ENABLED else NO_ACCESS_CHECK,
         "LOOKUP_RATE": str(_positive("EDGE_LOOKUP_RATE", config.EDGE_LOOKUP_RATE)),
         "LOOKUP_BURST": str(_positive("EDGE_LOOKUP_BURST", config.EDGE_LOOKUP_BURST)),
     }
+
+
+def misses_socket(cache_dir: Path) -> Path:
+    """The unix socket of the edge's inner server for requests that pass its caches (rate-limited
+    there), where nginx's workers can reach it."""
+    return cache_dir / "temp" / "order-misses.sock"
 
 
 def prepare_dirs(prefix: Path, cache_dir: Path) -> None:

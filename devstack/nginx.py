@@ -114,6 +114,8 @@ class Nginx:
                 f"{', '.join(map(str, orphans))})")
         for pid in orphans:
             stop("nginx", pid, signal.SIGTERM, 5, signal.SIGKILL)
+        # A master killed with SIGKILL leaves its unix socket behind, and the next one can't bind it.
+        edge_config.misses_socket(self.cache).unlink(missing_ok=True)
 
     # --- its configuration ------------------------------------------------------------------------
 

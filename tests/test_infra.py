@@ -445,7 +445,10 @@ def test_a_symlink_planted_at_a_directory_of_the_stack_is_refused_before_anythin
         assert target.stat().st_uid == os.geteuid() and target.stat().st_mode & 0o777 == 0o755
         path.unlink()
         code, printed = home.run_here("status", monkeypatch, capsys)
-        assert code == 3 and [line.split()[2] for line in printed.splitlines()] == ["down"] * 3
+        lines = {line.split()[1]: line for line in printed.splitlines()}
+        assert code == 3 and all(lines[name].split()[2] == "down" for name in ("postgres", "kafka", "nginx"))
+        # The provider is the developer's: this home started none of its own.
+        assert "(ours" not in lines["keycloak"]
     finally:
         shutil.rmtree(target, ignore_errors=True)
 

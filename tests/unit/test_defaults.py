@@ -134,10 +134,12 @@ print(json.dumps({
 
 
 @pytest.fixture(scope="module")
-def unconfigured() -> dict:
+def unconfigured(tmp_path_factory: pytest.TempPathFactory) -> dict:
     """Config and gunicorn.conf.py's settings in a process where no variable is set. Each is set
-    empty (which means "the default"), so that a developer's .env can't fill it in."""
-    env = {"PATH": os.environ["PATH"], **dict.fromkeys(DEFAULTS, "")}
+    empty (which means "the default"), so that a developer's .env can't fill it in; HOME is an empty
+    directory, so that no secret `make infra` made for its provider fills one in either."""
+    env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path_factory.mktemp("home")),
+           **dict.fromkeys(DEFAULTS, "")}
     probe = subprocess.run([sys.executable, "-c", PROBE], cwd=ROOT, env=env, capture_output=True,
                            text=True, check=True)
     return json.loads(probe.stdout)
