@@ -58,7 +58,9 @@ class Home:
             "HOST": "127.0.0.1",
             "APP_BIND": f"127.0.0.1:{free_port()}",
             "EDGE_CACHE_DIR": "",
-            devstack_settings.DOWNLOADS_VARIABLE: str(order_service_home()),
+            # The developer's downloads (Maven's repository, the Kafka jars): nothing is fetched again.
+            devstack_settings.DOWNLOADS_VARIABLE: os.environ.get(devstack_settings.DOWNLOADS_VARIABLE)
+            or str(order_service_home()),
         }
         self.env = {**os.environ, **self.overrides}
         self.cache_dir = devstack_settings.default_edge_cache_dir(self.path)
