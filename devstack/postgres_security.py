@@ -36,8 +36,7 @@ def server_certificate(pg_dir: Path, data_dir: Path, ca_dir: Path, hosts: list[s
     """The server's certificate and key in `pg_dir`/tls, owned by the user the server runs as
     (the data directory's owner: PostgreSQL refuses a key another user could read)."""
     owner = os.stat(data_dir)
-    tls_dir = private_dir(pg_dir / "tls")
-    os.chown(tls_dir, owner.st_uid, owner.st_gid)
+    tls_dir = private_dir(pg_dir / "tls", owner=owner.st_uid, group=owner.st_gid)
     cert, key = tls_dir / "server.crt", tls_dir / "server.key"
     ensure_server_certificate(ensure_ca(ca_dir), key, cert, hosts, owner=(owner.st_uid, owner.st_gid))
     return cert, key
