@@ -132,6 +132,33 @@ def test_a_consumer_that_fails_again_at_once_waits_longer_each_time(ingest_app, 
         thread.join(timeout=30)
 
 
+def test_a_consumer_failing_for_hours_keeps_restarting(ingest_app, topics, monkeypatch):
+    """After about a thousand fast failures in a row (hours of a persistent error), the restart
+    backoff's exponent passes 1024: the consumer thread must go on restarting, not die."""
+    import threading
+
+    from kafka import KafkaConsumer
+
+    from app.ingest.consumer import OrderConsumer
+
+    def failing_poll(self, *args, **kwargs):
+        raise RuntimeError("a persistent error")
+
+    monkeypatch.setattr(KafkaConsumer, "poll", failing_poll)
+    consumer = OrderConsumer(ingest_app)
+    consumer._restart_backoff.attempt = 1023  # as after ~1,000 failures, none after a healthy run
+    thread = threading.Thread(target=consumer.run, name="test-consumer")
+    thread.start()
+    try:
+        wait_until(lambda: consumer.restarts >= 3 or not thread.is_alive(), 30,
+                   "the consumer restarted three times, or its thread died")
+        assert thread.is_alive(), "the consumer thread died"
+        assert consumer.status()["state"] == "waiting out an outage"
+    finally:
+        consumer.stop()
+        thread.join(timeout=30)
+
+
 def test_a_compressed_batch_that_would_fill_the_memory_costs_only_its_records(
         ingest_app, topics, run_consumer):
     """A gzip batch of 80 MiB of zeros is about 80 KB on the wire; decompressed whole, it would be

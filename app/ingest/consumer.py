@@ -71,7 +71,9 @@ class Backoff:
         self.first_s, self.cap_s, self.attempt = first_s, cap_s, 0
 
     def next_delay(self) -> float:
-        ceiling = min(self.cap_s, self.first_s * 2**self.attempt)
+        # 2 ** 1024 does not fit a float, and an outage of hours gets there; the cap is reached
+        # long before 2 ** 64 anyway.
+        ceiling = min(self.cap_s, self.first_s * 2 ** min(self.attempt, 64))
         self.attempt += 1
         return random.uniform(ceiling / 2, ceiling)
 
