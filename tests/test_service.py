@@ -197,7 +197,7 @@ def test_a_worker_that_boots_while_kafka_is_down_still_serves(ingest_app, topics
     # still in gunicorn's post_fork hook is lost, so the stop below waits for this.
     wait_until(lambda: every_worker_tried_kafka(service), 30, "every worker's consumer tried to reach Kafka")
     status, _, body = service.get("/readyz")
-    assert json.loads(body)["consumer"]["state"] == "joining its group"
+    assert json.loads(body)["consumer"]["state"] == "waiting for Kafka"
     assert status == 200 and json.loads(body)["checks"]["kafka"]["ok"] is False
     assert service.get("/healthz")[0] == 200
     assert service.get("/order/unknown-id")[0] == 404

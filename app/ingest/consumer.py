@@ -23,7 +23,7 @@ from app.data.errors import first_line
 from app.data.store import SaveOutcome, save_orders
 from app.documents import ServedOrder
 from app.ingest.dead_letters import DeadLetterPublisher
-from app.ingest.kafka_records import tolerate_non_utf8_header_keys
+from app.ingest.kafka_records import install_record_reading
 from app.ingest.records import ErrorType, Rejection, check_headers, decode_order
 from app.ingest.spans import record_links, start_batch_span, tracer
 from app.kafka_clients import KafkaSettings, new_consumer
@@ -50,6 +50,11 @@ HEALTHY_RUN_S = 60
 
 class Outage(Exception):
     """A dependency (PostgreSQL, the dead-letter topic) failed for a reason that is not the data's."""
+
+
+class _Stopping(Exception):
+    """Raised inside kafka-python's wait for the group coordinator once the consumer is asked to
+    stop: that wait has no bound of its own, and lasts as long as Kafka is away."""
 
 
 @dataclass
@@ -172,6 +177,9 @@ class OrderConsumer:
         # Restarts after an unexpected error: each one costs the whole group a rebalance.
         self.restarts = 0
         self._owned: frozenset = frozenset()
+        # When the client last failed to find the group coordinator (Kafka away), for /readyz.
+        self.kafka_lost_since: float | None = None
+        self._closing = False
 
     def assigned_partitions(self) -> frozenset:
         return self._owned
@@ -195,6 +203,8 @@ class OrderConsumer:
         waiting_since = self.waiting_since  # read once: the consumer thread may clear it meanwhile
         if self.stop_event.is_set():
             state = "stopping"
+        elif self.kafka_lost_since is not None:
+            state = "waiting for Kafka"
         elif waiting_since is not None:
             state = "waiting out an outage"
         elif self.joined.is_set():
@@ -216,6 +226,8 @@ class OrderConsumer:
             try:
                 self._connect()
                 self._consume()
+            except _Stopping:
+                return
             except Exception as exc:
                 log.exception("the consumer failed; it restarts from the committed offsets")
                 self.restarts += 1
@@ -231,12 +243,13 @@ class OrderConsumer:
 
     def _connect(self) -> None:
         # With api_version pinned, neither client contacts the broker here: nothing to wait for.
+        self._closing = False
         self._consumer = self._new_consumer()
         self._publisher = DeadLetterPublisher(self.kafka, self.config["KAFKA_DLQ_TOPIC"])
         self._end_outage()
 
     def _new_consumer(self) -> KafkaConsumer:
-        tolerate_non_utf8_header_keys()
+        install_record_reading()
         consumer = new_consumer(
             self.kafka,
             group_id=self.config["KAFKA_GROUP_ID"],
@@ -247,25 +260,71 @@ class OrderConsumer:
             client_id=f"order-service-{threading.get_native_id()}",
         )
         consumer.subscribe([self.config["KAFKA_TOPIC"]], listener=_RevocationLog(self))
+        self._watch_coordinator_lookups(consumer._coordinator, threading.current_thread())
         return consumer
+
+    def _watch_coordinator_lookups(self, coordinator: Any, owner: threading.Thread) -> None:
+        """While Kafka is away, kafka-python's poll(), commit() and offset look-ups wait for the
+        group coordinator (and for metadata) with no bound, looking it up again and again. Each
+        look-up tells /readyz whether Kafka answers; and once it does not, a stop() ends those
+        waits on this consumer's thread: the network poll under them raises _Stopping. (While
+        Kafka answers, a stop lets the batch finish and its offsets be committed.)"""
+        lookup, network_poll = coordinator.lookup_coordinator, coordinator._client._poll
+
+        def watched_lookup():
+            future = lookup()
+            future.add_callback(self._kafka_found)
+            future.add_errback(self._kafka_lost)
+            return future
+
+        def interruptible_network_poll(timeout: float):
+            if (self.stop_event.is_set() and self.kafka_lost_since is not None and not self._closing
+                    and threading.current_thread() is owner):
+                raise _Stopping
+            return network_poll(timeout)
+
+        coordinator.lookup_coordinator = watched_lookup
+        coordinator._client._poll = interruptible_network_poll
+
+    def _kafka_found(self, _response: Any) -> None:
+        if self.kafka_lost_since is not None:
+            log.warning("Kafka answers again after %.1f s", time.monotonic() - self.kafka_lost_since)
+            self.kafka_lost_since = None
+
+    def _kafka_lost(self, exc: Exception) -> None:
+        if self.kafka_lost_since is None:
+            self.kafka_lost_since = time.monotonic()
+            log.error("Kafka's group coordinator cannot be reached (%s): the consumer waits for it",
+                      exc.__class__.__name__)
 
     def _consume(self) -> None:
         consumer = self._consumer
         assert consumer is not None
         while not self.stop_event.is_set():
-            poll_started = time.time_ns()
-            batch = consumer.poll(
-                timeout_ms=self.config["CONSUMER_BATCH_WAIT_MS"],
-                max_records=self.config["CONSUMER_BATCH_SIZE"],
-            )
-            if not batch:
-                continue
-            try:
-                self.process(batch, poll=(poll_started, time.time_ns()))
-                self._end_outage()
-            except Outage as exc:
-                self._start_outage(str(exc))
-                self._wait_out(batch)
+            self._poll_once(consumer)
+
+    def _poll_once(self, consumer: KafkaConsumer) -> None:
+        """Poll a batch and handle it. Its records are let go before the next poll, which reads
+        the next fetch within a bound that counts only what the client still holds
+        (app/ingest/kafka_records.py)."""
+        poll_started = time.time_ns()
+        batch = consumer.poll(
+            timeout_ms=self.config["CONSUMER_BATCH_WAIT_MS"],
+            max_records=self.config["CONSUMER_BATCH_SIZE"],
+        )
+        if not batch:
+            return
+        try:
+            self.process(batch, poll=(poll_started, time.time_ns()))
+        except Outage as exc:
+            reason = str(exc)  # the exception's traceback holds the batch: not kept past here
+        else:
+            self._end_outage()
+            return
+        first_offsets = {tp: records[0].offset for tp, records in batch.items()}
+        del batch
+        self._start_outage(reason)
+        self._wait_out(first_offsets)
 
     def process(self, batch: Batch, poll: tuple[int, int] | None = None) -> BatchResult:
         """Handle one polled batch end to end; raise Outage (having committed nothing) to retry.
@@ -341,7 +400,7 @@ class OrderConsumer:
             # storing them again is a no-op (duplicates), so nothing is lost or doubled.
             log.warning("offsets not committed after a rebalance; the new owner will redeliver: %s", exc)
 
-    def _wait_out(self, batch: Batch) -> None:
+    def _wait_out(self, first_offsets: dict[TopicPartition, int]) -> None:
         """Rewind to the batch's first records and wait, polling paused partitions so that the
         group keeps us, then resume: the next poll redelivers the same records.
 
@@ -349,18 +408,19 @@ class OrderConsumer:
         their committed offsets. So each poll first pauses whatever is assigned now, and whatever
         a poll returns all the same is rewound too, never dropped."""
         consumer = self._consumer
-        self._rewind(batch)
+        self._rewind(first_offsets)
         deadline = time.monotonic() + self._backoff.next_delay()
         while not self.stop_event.is_set() and (remaining := deadline - time.monotonic()) > 0:
             consumer.pause(*consumer.assignment())
-            self._rewind(consumer.poll(timeout_ms=max(1, int(remaining * 1000))))
+            returned = consumer.poll(timeout_ms=max(1, int(remaining * 1000)))
+            self._rewind({tp: records[0].offset for tp, records in returned.items()})
         consumer.resume(*consumer.assignment())
 
-    def _rewind(self, batch: Batch) -> None:
+    def _rewind(self, first_offsets: dict[TopicPartition, int]) -> None:
         assigned = self._consumer.assignment()
-        for tp, records in batch.items():
+        for tp, offset in first_offsets.items():
             if tp in assigned:
-                self._consumer.seek(tp, records[0].offset)
+                self._consumer.seek(tp, offset)
 
     def _start_outage(self, reason: str) -> None:
         self.retries += 1
@@ -381,6 +441,7 @@ class OrderConsumer:
         # Everything handled is committed already; close without auto-commit, leaving the group
         # at once so that its partitions move to the other members without waiting for a timeout.
         self._set_owned(frozenset(), joined=False)
+        self._closing = True
         if self._consumer is not None:
             try:
                 self._consumer.close(autocommit=False)
