@@ -9,8 +9,8 @@ from collections.abc import Callable, Iterable
 
 from kafka import TopicPartition
 from kafka.protocol.produce import ProduceRequest
-from kafka.record.default_records import DefaultRecordBatch, DefaultRecordBatchBuilder
-from kafka.record.util import calc_crc32c
+from kafka.record.default_records import DefaultRecordBatch
+from kafka.record.util import calc_crc32c, encode_varint
 
 from app.kafka_clients import new_client
 from harness.kafka import settings
@@ -25,6 +25,24 @@ _PRODUCE_VERSION = 7
 Record = tuple[bytes | None, bytes | None]
 
 
+def records_section(records: Iterable[Record], offset_deltas: list[int] | None = None) -> bytes:
+    """The records of a v2 batch as they are before compression (Kafka's DefaultRecord form, no
+    headers): what a codec compresses."""
+    records = list(records)
+    out = bytearray()
+    for delta, (key, value) in zip(offset_deltas or range(len(records)), records, strict=True):
+        body = bytearray(b"\x00")  # attributes
+        encode_varint(0, body.append)  # timestamp delta
+        encode_varint(delta, body.append)
+        for part in (key, value):
+            encode_varint(-1 if part is None else len(part), body.append)
+            body += part or b""
+        encode_varint(0, body.append)  # no headers
+        encode_varint(len(body), out.append)
+        out += body
+    return bytes(out)
+
+
 def record_batch(records: Iterable[Record], codec: int, compress: Callable[[bytes], bytes],
                  offset_deltas: list[int] | None = None) -> bytes:
     """A v2 batch of `records` whose payload is `compress(the records' bytes)`, flagged with
@@ -32,17 +50,11 @@ def record_batch(records: Iterable[Record], codec: int, compress: Callable[[byte
     them); by default 0, 1, 2..."""
     records = list(records)
     deltas = offset_deltas or list(range(len(records)))
-    builder = DefaultRecordBatchBuilder(magic=2, compression_type=0, is_transactional=0, producer_id=-1,
-                                        producer_epoch=-1, base_sequence=-1, batch_size=1 << 31)
-    for delta, (key, value) in zip(deltas, records, strict=True):
-        builder.append(delta, timestamp=None, key=key, value=value, headers=[])
-    plain = builder.build()
-    fields = list(_HEADER.unpack_from(plain))
-    batch = bytearray(_HEADER.size) + compress(bytes(memoryview(plain)[_HEADER.size:]))
-    fields[1] = len(batch) - DefaultRecordBatch.AFTER_LEN_OFFSET  # the batch's length
-    fields[4] = 0  # the CRC, computed below
-    fields[5] = codec  # attributes
-    _HEADER.pack_into(batch, 0, *fields)
+    now = int(time.time() * 1000)
+    batch = bytearray(_HEADER.size) + compress(records_section(records, deltas))
+    _HEADER.pack_into(batch, 0, 0, len(batch) - DefaultRecordBatch.AFTER_LEN_OFFSET, 0, 2, 0, codec,
+                      deltas[-1], now, now, -1, -1, -1, len(records))
+    # The CRC covers the batch from its attributes on (the broker checks it when it takes it).
     crc = calc_crc32c(bytes(memoryview(batch)[DefaultRecordBatch.ATTRIBUTES_OFFSET:]))
     struct.pack_into(">I", batch, DefaultRecordBatch.CRC_OFFSET, crc)
     return bytes(batch)
