@@ -6,7 +6,8 @@ import threading
 
 from app.data.store import get_order
 from app.documents import served_form
-from app.ingest.consumer import OrderConsumer, store_valid_orders
+from app.ingest.consumer import OrderConsumer
+from app.ingest.sink import OrderSink
 from app.seed import OrderFactory, encode
 from harness.kafka import all_committed, committed_offsets, produce, read_all
 from harness.postgres import database_outage
@@ -91,7 +92,7 @@ def test_a_record_the_database_refuses_is_isolated_and_the_rest_stored(ingest_ap
     refused["items"][0]["sale"] = 250  # past validation on purpose: only the CHECK constraint catches it
     batch = [(f"record-{i}", order) for i, order in enumerate(orders[:17] + [refused] + orders[18:])]
     with ingest_app.app_context():
-        result = store_valid_orders(batch)
+        result = OrderSink().store(batch)
     assert [record for record, _ in result.dead_letters] == ["record-17"]
     assert result.dead_letters[0][1].error_type == "invalid_order"
     assert len(result.stored) == 39

@@ -7,8 +7,7 @@ import logging
 import random
 import threading
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from typing import Any
 
 from flask import Flask
@@ -17,14 +16,12 @@ from kafka.consumer.subscription_state import ConsumerRebalanceListener
 from kafka.errors import CommitFailedError, KafkaError
 from kafka.structs import OffsetAndMetadata
 from opentelemetry import trace
-from sqlalchemy.exc import DataError, IntegrityError, SQLAlchemyError
 
-from app.data.errors import first_line
-from app.data.store import SaveOutcome, save_orders
 from app.documents import ServedOrder
 from app.ingest.dead_letters import DeadLetterPublisher
 from app.ingest.kafka_records import install_record_reading
-from app.ingest.records import ErrorType, Rejection, check_headers, decode_order
+from app.ingest.records import Rejection, check_headers, decode_order
+from app.ingest.sink import BatchResult, OrderSink, Outage, unprocessable
 from app.ingest.spans import record_links, start_batch_span, tracer
 from app.kafka_clients import KafkaSettings, new_consumer
 from app.metrics import (
@@ -48,25 +45,9 @@ Batch = dict[TopicPartition, list[Record]]
 HEALTHY_RUN_S = 60
 
 
-class Outage(Exception):
-    """A dependency (PostgreSQL, the dead-letter topic) failed for a reason that is not the data's."""
-
-
 class _Stopping(Exception):
     """Raised inside kafka-python's wait for the group coordinator once the consumer is asked to
     stop: that wait has no bound of its own, and lasts as long as Kafka is away."""
-
-
-@dataclass
-class BatchResult:
-    stored: list[ServedOrder] = field(default_factory=list)
-    duplicates: list[ServedOrder] = field(default_factory=list)
-    dead_letters: list[tuple[Record, Rejection]] = field(default_factory=list)
-
-    def extend(self, other: "BatchResult") -> None:
-        self.stored += other.stored
-        self.duplicates += other.duplicates
-        self.dead_letters += other.dead_letters
 
 
 class Backoff:
@@ -95,49 +76,7 @@ def _decode(record: Record) -> ServedOrder | Rejection:
     except Exception as exc:
         log.exception("failed on %s-%d@%d; it is dead-lettered as unprocessable",
                       record.topic, record.partition, record.offset)
-        return _unprocessable(exc)
-
-
-def _unprocessable(exc: Exception) -> Rejection:
-    return Rejection(ErrorType.UNPROCESSABLE, {"message": f"{exc.__class__.__name__}: {first_line(exc)}"})
-
-
-def store_valid_orders(orders: Sequence[tuple[Record, ServedOrder]]) -> BatchResult:
-    """Save the orders in one transaction; if PostgreSQL refuses the data itself (not an outage),
-    split the batch to find the records it refuses, dead-letter those and store the rest."""
-    result = BatchResult()
-    if not orders:
-        return result
-    try:
-        outcomes = save_orders([order for _, order in orders])
-    except (DataError, IntegrityError) as exc:
-        message = str(exc.orig).strip() if exc.orig else str(exc)
-        return _isolate(orders, Rejection(ErrorType.INVALID_ORDER, {"errors": {"": [message]}}))
-    except SQLAlchemyError as exc:
-        raise Outage(f"PostgreSQL: {exc.__class__.__name__}: {first_line(exc)}") from exc
-    except Exception as exc:
-        log.exception("storing %d orders failed; isolating the records that fail", len(orders))
-        return _isolate(orders, _unprocessable(exc))
-    for (record, order), outcome in zip(orders, outcomes, strict=True):
-        if outcome is SaveOutcome.STORED:
-            result.stored.append(order)
-        elif outcome is SaveOutcome.DUPLICATE:
-            result.duplicates.append(order)
-        else:
-            detail = {"message": f"order {order.order_uid} is already stored with different content"}
-            result.dead_letters.append((record, Rejection(ErrorType.CONFLICT, detail)))
-    return result
-
-
-def _isolate(orders: Sequence[tuple[Record, ServedOrder]], rejection: Rejection) -> BatchResult:
-    """The batch failed for the data's sake: split it to dead-letter only the records that fail."""
-    if len(orders) == 1:
-        return BatchResult(dead_letters=[(orders[0][0], rejection)])
-    result = BatchResult()
-    middle = len(orders) // 2
-    for half in (orders[:middle], orders[middle:]):
-        result.extend(store_valid_orders(half))
-    return result
+        return unprocessable(exc)
 
 
 class _RevocationLog(ConsumerRebalanceListener):
@@ -169,10 +108,12 @@ class OrderConsumer:
         self.joined = threading.Event()
         self._consumer: KafkaConsumer | None = None
         self._publisher: DeadLetterPublisher | None = None
+        self._sink = OrderSink()
         self._backoff = Backoff(cap_s=self.config["CONSUMER_MAX_BACKOFF_S"])
         self._restart_backoff = Backoff(cap_s=self.config["CONSUMER_MAX_BACKOFF_S"])
-        # Public for /readyz and the tests: when the current outage began, and retries since.
+        # Public for /readyz and the tests: when the current outage began, why, and retries since.
         self.waiting_since: float | None = None
+        self.outage: Outage | None = None
         self.retries = 0
         # Restarts after an unexpected error: each one costs the whole group a rebalance.
         self.restarts = 0
@@ -212,9 +153,14 @@ class OrderConsumer:
         else:
             state = "joining its group"
         status = {"state": state, "partitions": owned, "restarts": self.restarts}
+        outage = self.outage
         if waiting_since is not None:
             status["waiting_s"] = round(time.monotonic() - waiting_since, 1)
             status["retries"] = self.retries
+            if outage is not None:
+                status["reason"] = outage.reason
+                if outage.constraint:
+                    status["constraint"] = outage.constraint
         return status
 
     def run(self) -> None:
@@ -232,7 +178,7 @@ class OrderConsumer:
                 log.exception("the consumer failed; it restarts from the committed offsets")
                 self.restarts += 1
                 CONSUMER_RESTARTS.inc()
-                self._start_outage(f"unexpected {exc.__class__.__name__}")
+                self._start_outage(Outage(f"unexpected {exc.__class__.__name__}", "an unexpected error"))
                 # Each restart rebalances the whole group: one that fails again at once (a record
                 # the client cannot parse) must wait longer each time, until a run lasts.
                 if time.monotonic() - started > HEALTHY_RUN_S:
@@ -317,13 +263,14 @@ class OrderConsumer:
         try:
             self.process(batch, poll=(poll_started, time.time_ns()))
         except Outage as exc:
-            reason = str(exc)  # the exception's traceback holds the batch: not kept past here
+            # Its traceback holds the batch: a copy without it is kept.
+            outage = Outage(str(exc), exc.reason, exc.constraint)
         else:
             self._end_outage()
             return
         first_offsets = {tp: records[0].offset for tp, records in batch.items()}
         del batch
-        self._start_outage(reason)
+        self._start_outage(outage)
         self._wait_out(first_offsets)
 
     def process(self, batch: Batch, poll: tuple[int, int] | None = None) -> BatchResult:
@@ -363,14 +310,15 @@ class OrderConsumer:
                 else:
                     valid.append((record, decoded))
         with tracer.start_as_current_span("store"), self.app.app_context():
-            result = store_valid_orders(valid)
+            result = self._sink.store(valid)
         result.dead_letters = rejected + result.dead_letters
         if result.dead_letters:
             with tracer.start_as_current_span("dead-letter"):
                 try:
                     self._publisher.publish(result.dead_letters)
                 except KafkaError as exc:
-                    raise Outage(f"dead-letter topic {self.config['KAFKA_DLQ_TOPIC']}: {exc!r}") from exc
+                    raise Outage(f"dead-letter topic {self.config['KAFKA_DLQ_TOPIC']}: {exc!r}",
+                                 "the dead-letter topic is unavailable") from exc
         with tracer.start_as_current_span("commit"):
             self._commit(batch)
         self._observe(batch, result, time.perf_counter() - started)
@@ -422,12 +370,13 @@ class OrderConsumer:
             if tp in assigned:
                 self._consumer.seek(tp, offset)
 
-    def _start_outage(self, reason: str) -> None:
+    def _start_outage(self, outage: Outage) -> None:
         self.retries += 1
+        self.outage = outage
         if self.waiting_since is None:
             self.waiting_since = time.monotonic()
             CONSUMER_WAITING.inc()
-            log.error("consumer waiting: %s; retrying with backoff until it is back", reason)
+            log.error("consumer waiting: %s; retrying with backoff until it is back", outage)
 
     def _end_outage(self) -> None:
         self._backoff.reset()
@@ -435,6 +384,7 @@ class OrderConsumer:
         if self.waiting_since is not None:
             log.warning("consumer resumed after %.1f s of outage", time.monotonic() - self.waiting_since)
             self.waiting_since = None
+            self.outage = None
             CONSUMER_WAITING.dec()
 
     def _close(self) -> None:
