@@ -21,8 +21,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+try:
+    from config import Config  # noqa: E402  (a setting out of its range stops the import)
+except ValueError as exc:
+    sys.exit(f"render_nginx: {exc}")
+
 from app.errors import RETRY_AFTER_S  # noqa: E402
-from config import Config  # noqa: E402
 
 TEMPLATE = ROOT / "infra" / "nginx" / "nginx.conf.template"
 PLACEHOLDER = re.compile(r"\$\{([A-Z][A-Z0-9_]*)\}")
