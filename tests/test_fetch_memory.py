@@ -67,3 +67,37 @@ def test_a_partition_of_decompression_bombs_keeps_a_worker_within_its_bound(
         assert json.loads(headers["dlq.error.detail"])["message"].startswith(
             f"the record's value ({63 * MIB} bytes)")
     assert sorted(int(dict(letter.headers)["dlq.source.offset"]) for letter in dead) == list(range(BOMBS))
+
+
+# `flask` run so that it reports its own peak resident memory on exit. VmHWM belongs to the process's
+# memory since exec; getrusage's ru_maxrss would include the RSS of the test process that forked it.
+_FLASK_REPORTING_PEAK = """
+import atexit, sys
+from flask.cli import main
+atexit.register(lambda: print(next(line for line in open("/proc/self/status") if line.startswith("VmHWM:")),
+                              file=sys.stderr))
+sys.argv = ["flask", *sys.argv[1:]]
+main()
+"""
+
+
+def test_flask_dlq_reads_a_dead_letter_topic_of_bombs_within_the_same_bound(topics):
+    """Anyone who can write to the dead-letter topic can write bombs to it: `flask dlq` reads with
+    the same bound (it counts them as dead letters without source coordinates)."""
+    import os
+    import subprocess
+    import sys
+
+    from harness import ROOT
+
+    produce_batches(topics.bootstrap, topics.dlq, 0, [zstd_bomb()] * 50)
+    env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": topics.bootstrap, "KAFKA_TOPIC": topics.orders,
+           "KAFKA_DLQ_TOPIC": topics.dlq, "KAFKA_GROUP_ID": topics.group}
+    run = subprocess.run([sys.executable, "-c", _FLASK_REPORTING_PEAK, "dlq", "stats", "--json"], cwd=ROOT,
+                         env=env, capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    stats = json.loads(run.stdout)
+    assert stats["records"] == 50 and stats["without_source_coordinates"] == 50
+    peak = int(run.stderr.strip().splitlines()[-1].split()[1]) * 1024
+    print(f"peak RSS of flask dlq stats: {peak / MIB:.0f} MiB for 50 bombs")
+    assert peak < 200 * MIB, f"peak RSS {peak / MIB:.0f} MiB"
