@@ -80,19 +80,15 @@ MAX_RECORD_HEADERS = 10_000
 
 
 class UnreadBatch(str):
-    """The header key that marks a record of a batch that was not read: `reason` is TOO_LARGE
-    or CORRUPT, `detail` says more."""
+    """The header key that marks a record of a batch that could not be read (its payload broken):
+    `detail` says where it broke."""
 
-    TOO_LARGE = "too_large"
-    CORRUPT = "corrupt"
-
-    reason: str
     detail: str
 
     @classmethod
-    def of(cls, reason: str, detail: str) -> "UnreadBatch":
-        marker = cls(f"order-service.unread.{reason}")
-        marker.reason, marker.detail = reason, detail
+    def of(cls, detail: str) -> "UnreadBatch":
+        marker = cls("order-service.unread")
+        marker.detail = detail
         return marker
 
 
@@ -235,7 +231,8 @@ class _BatchReading:
                 yield record
         except CorruptRecordException as exc:
             codec_name = codecs.CODEC_NAMES.get(codec, "uncompressed")
-            yield from _unread(batch, UnreadBatch.of(UnreadBatch.CORRUPT, f"{codec_name} batch: {exc}"), read)
+            marker = UnreadBatch.of(f"the record's {codec_name} batch cannot be read: {exc}")
+            yield from _unread(batch, marker, read)
 
 
 def _count(batch: DefaultRecordBatch) -> int:
@@ -283,8 +280,9 @@ class _StreamedBatch:
                 yield record
         except (codecs.CorruptBatch, codecs.OversizedBlock, CorruptRecordException, ValueError,
                 IndexError, EOFError) as exc:
-            detail = f"{codecs.CODEC_NAMES[batch.compression_type]} batch: {exc or exc.__class__.__name__}"
-            yield from _unread(batch, UnreadBatch.of(UnreadBatch.CORRUPT, detail), read)
+            detail = (f"the record's {codecs.CODEC_NAMES[batch.compression_type]} batch cannot be read: "
+                      f"{exc or exc.__class__.__name__}")
+            yield from _unread(batch, UnreadBatch.of(detail), read)
 
 
 class _Reader(Protocol):

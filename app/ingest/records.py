@@ -37,9 +37,7 @@ def check_headers(headers: list[tuple[str, bytes | None]]) -> Rejection | None:
     large to read, or whose header keys are not UTF-8, is refused whatever its value."""
     for name, _ in headers:
         if isinstance(name, UnreadBatch):
-            too_large = name.reason == UnreadBatch.TOO_LARGE
-            error_type = ErrorType.TOO_LARGE if too_large else ErrorType.INVALID_RECORD
-            return Rejection(error_type, {"message": name.detail}, dropped=("key", "value"))
+            return Rejection(ErrorType.INVALID_RECORD, {"message": name.detail}, dropped=("key", "value"))
         if isinstance(name, SkippedParts) and "value" in name.sizes:
             dropped = tuple(part for part in ("key", "value") if part in name.sizes)
             return Rejection(ErrorType.TOO_LARGE, {"message": name.describe()}, dropped=dropped)
