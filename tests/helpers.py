@@ -2,7 +2,9 @@
 orders a database holds, and the service's /metrics read as numbers."""
 
 import base64
+import json
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 from flask import Flask
 from prometheus_client.parser import text_string_to_metric_families
@@ -12,6 +14,9 @@ from app.data.models import orders_table
 from app.data.store import SaveOutcome, save_orders
 from app.extensions import db
 from harness import contract_example  # noqa: F401  (the tests' name for it)
+
+if TYPE_CHECKING:
+    from harness.service import Service
 
 
 def cursor_of(raw: str) -> str:
@@ -49,3 +54,13 @@ def _samples(text: str) -> Iterable:
     for family in text_string_to_metric_families(text):
         yield from family.samples
 
+
+
+def consumer_states(service: "Service", polls: int = 6) -> set[str]:
+    """The consumer states the instance's workers report in /readyz (each poll reaches one worker)."""
+    states = set()
+    for _ in range(polls):
+        status, _, body = service.get("/readyz")
+        if status:
+            states.add(json.loads(body)["consumer"]["state"])
+    return states

@@ -17,7 +17,7 @@ from config import TestConfig
 from harness.kafka import all_committed, committed_offsets, produce, read_all
 from harness.postgres import admin_dsn
 from harness.waiting import wait_until
-from tests.conftest import RunningConsumer
+from tests.conftest import RunningConsumer, ingest_settings
 from tests.helpers import metric, stored_uids
 
 
@@ -102,16 +102,7 @@ def test_one_order_postgresql_refuses_among_stored_ones_is_dead_lettered(ingest_
 @pytest.fixture
 def slow_app(database_url, topics, empty_db):
     """ingest_app with a statement timeout of 500 ms."""
-    return create_app(TestConfig, {
-        "SQLALCHEMY_DATABASE_URI": database_url,
-        "KAFKA_BOOTSTRAP_SERVERS": topics.bootstrap,
-        "KAFKA_TOPIC": topics.orders,
-        "KAFKA_DLQ_TOPIC": topics.dlq,
-        "KAFKA_GROUP_ID": topics.group,
-        "CONSUMER_BATCH_WAIT_MS": 100,
-        "CONSUMER_MAX_BACKOFF_S": 1,
-        "DB_STATEMENT_TIMEOUT_MS": 500,
-    })
+    return create_app(TestConfig, ingest_settings(database_url, topics, DB_STATEMENT_TIMEOUT_MS=500))
 
 
 # Every item row costs 20 ms: a batch of 100 one-item orders takes 2 s, four times the timeout;

@@ -1,7 +1,6 @@
 """Faults that overlap, against the real service under gunicorn, PostgreSQL and Kafka: a restart of
 the whole instance in the middle of a PostgreSQL outage loses nothing and stores nothing twice."""
 
-import json
 import signal
 
 import pytest
@@ -10,19 +9,9 @@ from harness.kafka import all_committed, produce, read_all
 from harness.postgres import database_outage
 from harness.service import Service, service_env
 from harness.waiting import wait_until
-from tests.helpers import metric, stored_uids
+from tests.helpers import consumer_states, metric, stored_uids
 
 pytestmark = pytest.mark.slow
-
-
-def consumer_states(service: Service, polls: int = 6) -> set[str]:
-    """The consumer states the instance's workers report in /readyz (each poll reaches one worker)."""
-    states = set()
-    for _ in range(polls):
-        status, _, body = service.get("/readyz")
-        if status:
-            states.add(json.loads(body)["consumer"]["state"])
-    return states
 
 
 def consumed(service: Service) -> dict[str, float]:

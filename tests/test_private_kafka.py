@@ -22,8 +22,8 @@ from harness.kafka import (
 from harness.private_kafka import PrivateKafka
 from harness.service import Service, service_env
 from harness.waiting import wait_until
-from tests.conftest import RunningConsumer
-from tests.helpers import stored_uids
+from tests.conftest import RunningConsumer, ingest_settings
+from tests.helpers import consumer_states, stored_uids
 
 pytestmark = pytest.mark.slow
 
@@ -46,28 +46,21 @@ def private_topics(private_kafka):
 
 @pytest.fixture
 def private_app(database_url, private_topics, empty_db):
-    return create_app(TestConfig, {
-        "SQLALCHEMY_DATABASE_URI": database_url,
-        "KAFKA_BOOTSTRAP_SERVERS": private_topics.bootstrap,
-        "KAFKA_TOPIC": private_topics.orders,
-        "KAFKA_DLQ_TOPIC": private_topics.dlq,
-        "KAFKA_GROUP_ID": private_topics.group,
-        "CONSUMER_BATCH_WAIT_MS": 100,
-        "CONSUMER_MAX_BACKOFF_S": 1,
-    })
+    return create_app(TestConfig, ingest_settings(database_url, private_topics))
+
+
+def consume_everything(app, topics) -> RunningConsumer:
+    """A consumer run until the group committed the whole topic, then stopped."""
+    running = RunningConsumer(app)
+    try:
+        wait_until(lambda: all_committed(topics), 60, "the consumer committed the whole topic")
+    finally:
+        running.stop()
+    return running
 
 
 def keyed(orders: list[dict]) -> list[tuple[bytes, bytes]]:
     return [(o["order_uid"].encode(), encode(o)) for o in orders]
-
-
-def consumer_states(service: Service, polls: int = 6) -> set[str]:
-    states = set()
-    for _ in range(polls):
-        status, _, body = service.get("/readyz")
-        if status:
-            states.add(json.loads(body)["consumer"]["state"])
-    return states
 
 
 def test_a_sigterm_while_kafka_is_down_stops_the_service_in_time_and_loses_nothing(
@@ -153,11 +146,7 @@ def test_batches_damaged_on_the_brokers_disk_are_dead_lettered_for_every_codec(
         payload_at = position + 61 + at
         overwrite(segment, payload_at, bytes([stored[payload_at] ^ 0xFF]))
 
-    running = RunningConsumer(private_app)
-    try:
-        wait_until(lambda: all_committed(private_topics), 60, "the consumer committed the whole topic")
-    finally:
-        running.stop()
+    running = consume_everything(private_app, private_topics)
     assert running.consumer.restarts == 0
     assert sorted(stored_uids(private_app)) == sorted(o["order_uid"] for o in orders[12:])
     dead = read_all(private_topics.bootstrap, private_topics.dlq)
@@ -198,11 +187,7 @@ def test_a_compacted_batch_with_offset_gaps_gets_each_records_own_offset(
     assert len(compacted) == batch_spans(stored)[0][1]
     overwrite(segment, 0, bytes(compacted))
 
-    running = RunningConsumer(private_app)
-    try:
-        wait_until(lambda: all_committed(private_topics), 60, "the consumer committed the whole topic")
-    finally:
-        running.stop()
+    running = consume_everything(private_app, private_topics)
     assert running.consumer.restarts == 0
     assert sorted(stored_uids(private_app)) == sorted(o["order_uid"] for o in order + later)
     dead = {int(dict(letter.headers)["dlq.source.offset"]): letter
