@@ -445,7 +445,7 @@ class _Stream:
 class _Memory:
     """The same reads on a batch decompressed in memory."""
 
-    def __init__(self, buffer: bytes | bytearray, position: int) -> None:
+    def __init__(self, buffer: bytes, position: int) -> None:
         self.buffer, self.consumed = buffer, position
 
     def varint(self) -> int:
@@ -453,13 +453,11 @@ class _Memory:
         return value
 
     def take(self, size: int) -> bytes:
-        end = self.consumed + size
+        start, end = self.consumed, self.consumed + size
         if end > len(self.buffer):
             raise CorruptRecordException(f"a length of {size} passes the end of the batch")
-        with memoryview(self.buffer) as view:
-            data = bytes(view[self.consumed:end])
         self.consumed = end
-        return data
+        return self.buffer[start:end]
 
     def skip(self, size: int) -> None:
         if size < 0 or self.consumed + size > len(self.buffer):
@@ -476,6 +474,9 @@ def _header_key(raw: bytes) -> str:
 
 def _read_msg(self: DefaultRecordBatch) -> DefaultRecord:
     """DefaultRecordBatch._read_msg: the next record of a batch in memory (see _parse_record)."""
+    if type(self._buffer) is not bytes:
+        # The library's bytearray, once per batch: a slice of bytes is each field's one copy.
+        self._buffer = bytes(self._buffer)
     reader = _Memory(self._buffer, self._pos)
     record = _parse_record(reader, self, None)
     self._pos = reader.consumed
