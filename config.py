@@ -117,6 +117,64 @@ def dev_secrets_dir() -> Path:
     return order_service_home() / "keycloak" / "secrets"
 
 
+# The range of every whole-number setting, and what it counts: a start with anything else stops
+# with one message naming the variable (config.py's import for the environment and .env, the app
+# factory for a value given in code). Each default sits in its range (tests/unit/test_defaults.py).
+LIMITS: dict[str, tuple[int, int, str]] = {
+    "KAFKA_TOPIC_PARTITIONS": (1, 10_000, "partitions of the topics"),
+    "KAFKA_CONTROLLER_PORT": (1, 65_535, "a TCP port"),
+    "KAFKA_SASL_PORT": (1, 65_535, "a TCP port"),
+    "KEYCLOAK_MANAGEMENT_PORT": (1, 65_535, "a TCP port"),
+    "PORT": (1, 65_535, "a TCP port"),
+    "TRUSTED_PROXIES": (0, 10, "proxies in front of gunicorn"),
+    "EDGE_CLIENT_TIMEOUT_S": (1, 3_600, "seconds"),
+    "EDGE_MAX_HEADER_BYTES": (1_024, 65_536, "bytes"),
+    "EDGE_WORKER_CONNECTIONS": (16, 1_000_000, "connections"),
+    "EDGE_CACHE_MAX_MB": (1, 1_048_576, "MiB"),
+    "EDGE_CACHE_KEYS_MB": (1, 4_096, "MiB"),
+    "GUNICORN_KEEPALIVE_S": (0, 3_600, "seconds (0: no keep-alive)"),
+    "WEB_CONCURRENCY": (1, 256, "worker processes"),
+    "GUNICORN_THREADS": (1, 1_024, "threads per worker"),
+    "GUNICORN_TIMEOUT": (1, 3_600, "seconds"),
+    "GUNICORN_GRACEFUL_TIMEOUT": (1, 3_600, "seconds"),
+    "CONSUMER_BATCH_SIZE": (1, 100_000, "records per poll"),
+    "CONSUMER_BATCH_WAIT_MS": (1, 60_000, "milliseconds (0 would make the consumer spin)"),
+    "CONSUMER_MAX_BACKOFF_S": (1, 3_600, "seconds"),
+    "CACHE_THRESHOLD": (0, 100_000_000, "orders per worker (0: no cache)"),
+    "CACHE_MAX_BYTES": (0, 1 << 40, "bytes per worker (0: no cache)"),
+    # cachelib takes 0 for "never expires", and then drops such entries first whenever it prunes.
+    "CACHE_TTL": (1, 31_536_000, "seconds an order stays cached (0 is not 'forever' here)"),
+    "CACHE_MISS_TTL": (0, 86_400, "seconds an unknown id is remembered (0: never)"),
+    "CACHE_WARMUP": (0, 100_000_000, "orders"),
+    "DB_POOL_SIZE": (1, 1_000, "connections per worker"),
+    "DB_STATEMENT_TIMEOUT_MS": (0, 3_600_000, "milliseconds (0: no limit)"),
+    "DB_LOCK_TIMEOUT_MS": (0, 3_600_000, "milliseconds (0: no limit)"),
+    "AUTH_LEEWAY_S": (0, 300, "seconds of clock difference allowed on exp and nbf"),
+    "AUTH_PROVIDER_TIMEOUT_S": (1, 60, "seconds a request thread may wait for the provider"),
+    "AUTH_JWKS_REFRESH_S": (1, 86_400, "seconds between two fetches of the provider's keys for an unknown kid"),
+    "AUTH_EDGE_CACHE_S": (1, 300, "seconds the edge keeps a token's answer (a revoked token reads that long)"),
+    "EDGE_LOOKUP_RATE": (1, 1_000_000, "requests per second"),
+    "EDGE_LOOKUP_BURST": (0, 1_000_000, "requests above the rate"),
+}
+
+
+def check_int(name: str, value: int) -> int:
+    """`value` if it is in the setting's range (LIMITS), else ValueError naming the variable."""
+    low, high, unit = LIMITS[name]
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise ValueError(f"{name}={value!r} is out of range: {unit}, from {low} to {high}. "
+                         "Fix it in the environment or .env.")
+    return value
+
+
+def check_settings(config: Mapping[str, Any]) -> None:
+    """Every whole-number setting `config` holds is in its range (the app factory's check, for
+    values that did not come through env_int)."""
+    for name in LIMITS:
+        if name in config:
+            check_int(name, config[name])
+
+
 def _raw(name: str) -> str | None:
     """The variable's value; None when unset or empty (an empty value means "the default")."""
     if name not in DEFAULTS:
@@ -173,9 +231,20 @@ def env_int(name: str) -> int:
     if raw is None:
         return int(DEFAULTS[name])
     try:
-        return int(raw)
+        value = int(raw)
     except ValueError:
         raise ValueError(f"{name}={raw!r} is not an integer; fix it in the environment or .env") from None
+    return check_int(name, value) if name in LIMITS else value
+
+
+def _check_environment() -> None:
+    """Every whole-number setting, checked as the configuration loads (those only gunicorn or
+    `make infra` read too): a value out of range never waits for the part that uses it."""
+    for name in LIMITS:
+        env_int(name)
+
+
+_check_environment()
 
 
 def env_bool(name: str) -> bool:

@@ -6,10 +6,15 @@ import gc
 import os
 import shutil
 import signal
+import sys
 import tempfile
 
-# config loads .env itself (the environment wins), before any setting below is read.
-from config import Config, env_int, env_str, private_dir
+# config loads .env itself (the environment wins), before any setting below is read; a setting out
+# of its range stops the start here, once, with config's message (not a traceback per worker).
+try:
+    from config import Config, env_int, env_str, private_dir
+except ValueError as exc:
+    sys.exit(f"order-service: {exc}")
 
 # prometheus-client's multiprocess mode: every worker writes its metrics here and /metrics adds
 # them up. Set before any worker imports prometheus_client; emptied at each start.

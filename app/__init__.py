@@ -5,7 +5,7 @@ from typing import Any
 from flask import Flask
 
 from app.logs import configure_logging
-from config import Config, engine_options
+from config import Config, check_settings, engine_options
 
 
 def create_app(config_class: type = Config, overrides: dict[str, Any] | None = None) -> Flask:
@@ -14,6 +14,7 @@ def create_app(config_class: type = Config, overrides: dict[str, Any] | None = N
     app = Flask(__name__)
     app.config.from_object(config_class)
     app.config.update(overrides or {})
+    check_settings(app.config)
     app.config.setdefault("SQLALCHEMY_ENGINE_OPTIONS", engine_options(app.config))
     configure_logging(app)
 

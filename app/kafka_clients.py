@@ -11,6 +11,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
+from kafka.client_async import KafkaClient
 
 # If the client's 2-second version probe fails, it falls back to requests that Kafka 4 no longer
 # accepts (KIP-896); pinned, no client probes, and none contacts the broker when it is created.
@@ -125,6 +126,12 @@ def new_producer(settings: KafkaSettings, **options: Any) -> KafkaProducer:
 
 def new_admin(settings: KafkaSettings, **options: Any) -> KafkaAdminClient:
     return KafkaAdminClient(**settings.options(), **options)
+
+
+def new_client(settings: KafkaSettings, **options: Any) -> KafkaClient:
+    """The protocol-level client, for requests the others do not make (the test harness sends
+    record batches built byte by byte with it)."""
+    return KafkaClient(**settings.options(), **options)
 
 
 def unreachable_message(settings: KafkaSettings, exc: BaseException) -> str:

@@ -53,6 +53,13 @@ CONSUMER_PARTITIONS = Gauge(
     "Partitions this instance's consumers own now (0 while they join or rebalance)",
     multiprocess_mode="livesum",
 )
+CONSUMER_BREAKER_OPEN = Gauge(
+    "orders_consumer_breaker_open",
+    "1 while PostgreSQL refuses orders that passed validation, by the constraint it names "
+    "(or SQLSTATE): the consumer waits instead of dead-lettering them",
+    ["constraint"],
+    multiprocess_mode="livesum",
+)
 CONSUMER_RESTARTS = Counter(
     "orders_consumer_restarts_total",
     "Consumer restarts after an unexpected error (each one rebalances the group)",

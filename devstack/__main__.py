@@ -3,9 +3,12 @@ run."""
 
 import sys
 
-from devstack import stack
-from devstack.output import Failure
-from devstack.settings import Settings
+try:  # config checks every setting's range as it loads: a wrong one is one line, not a traceback
+    from devstack import stack
+    from devstack.output import Failure
+    from devstack.settings import Settings
+except ValueError as exc:
+    sys.exit(f"infra: error: {exc}")
 
 COMMANDS = {"up": stack.up, "down": stack.down, "status": stack.status}
 

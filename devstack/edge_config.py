@@ -19,10 +19,14 @@ import re
 import sys
 from pathlib import Path
 
-from app.errors import RETRY_AFTER_S
-from app.security import allowed_networks
-from config import Config, private_dir
-from devstack.template import render
+try:  # config checks every setting's range as it loads: a wrong one is one line, not a traceback
+    from config import Config, private_dir
+except ValueError as exc:
+    sys.exit(f"edge_config: {exc}")
+
+from app.errors import RETRY_AFTER_S  # noqa: E402
+from app.security import allowed_networks  # noqa: E402
+from devstack.template import render  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 TEMPLATE = ROOT / "infra" / "nginx" / "nginx.conf.template"

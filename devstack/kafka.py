@@ -131,7 +131,7 @@ class Kafka:
                 return int(line.split(",")[0].rsplit(":", 1)[1])
         return None
 
-    def _libs(self) -> Path:
+    def libs(self) -> Path:
         return kafka_jars(TEMPLATES / "pom.xml", self.settings.downloads, self.settings.logs)
 
     def _java(self, libs: Path, *args: str) -> list[str]:
@@ -139,21 +139,23 @@ class Kafka:
 
     def _start(self) -> None:
         check_java()
-        libs = self._libs()
-        self._render_config()
+        libs = self.libs()
+        self.render_config()
         rotate_log(self.log)
-        self._format_storage(libs)
+        self.format_storage(libs)
         say(f"Kafka: starting at 127.0.0.1:{self.port} (controller :{self.settings.kafka_controller_port}, "
             f"data {self.data})")
-        self.pid = start_detached([
-            "java", "-Xms256m", "-Xmx512m", "-XX:+ExitOnOutOfMemoryError", "-Djava.awt.headless=true",
-            f"-Dlog4j2.configurationFile={self.dir / 'log4j2.properties'}", "-cp", f"{libs}/*",
-            "kafka.Kafka", str(self.props),
-        ], self.log)
+        self.pid = start_detached(self.command(libs), self.log)
         self.pid_file.write_text(f"{self.pid}\n")
         self.mode = "new"
 
-    def _render_config(self) -> None:
+    def command(self, libs: Path, heap: tuple[str, ...] = ("-Xms256m", "-Xmx512m")) -> list[str]:
+        """The broker's command line (also the tests' private brokers', with a smaller heap)."""
+        return ["java", *heap, "-XX:+ExitOnOutOfMemoryError", "-Djava.awt.headless=true",
+                f"-Dlog4j2.configurationFile={self.dir / 'log4j2.properties'}", "-cp", f"{libs}/*",
+                "kafka.Kafka", str(self.props)]
+
+    def render_config(self) -> None:
         from app.ingest.dead_letters import MAX_SOURCE_RECORD_BYTES
 
         key_store = kafka_security.broker_key_store(self.dir, self.settings.ca_dir,
@@ -170,7 +172,7 @@ class Kafka:
         # A copy, so that the running broker does not depend on the clone that started it.
         (self.dir / "log4j2.properties").write_text((TEMPLATES / "log4j2.properties").read_text())
 
-    def _format_storage(self, libs: Path) -> None:
+    def format_storage(self, libs: Path) -> None:
         """The storage tool writes meta.properties last, so a data dir without it was never usable
         and is formatted again, unless it holds log segments. A formatted dir is the truth about the
         cluster id."""

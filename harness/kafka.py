@@ -12,11 +12,7 @@ from dataclasses import dataclass
 
 from kafka import KafkaAdminClient, TopicPartition
 from kafka.admin import NewTopic
-from kafka.errors import (
-    GroupCoordinatorNotAvailableError,
-    GroupLoadInProgressError,
-    NotCoordinatorForGroupError,
-)
+from kafka.errors import KafkaError
 
 from app.ingest.dead_letters import MAX_DEAD_LETTER_BYTES, MAX_SOURCE_RECORD_BYTES
 from app.kafka_clients import KafkaSettings, new_admin, new_consumer, new_producer
@@ -204,11 +200,13 @@ def committed_offsets(bootstrap: str, group: str, topic: str,
 
 
 def all_committed(topics: Topics) -> bool:
-    """The group has committed every partition of the orders topic up to its end. False while the
-    group's coordinator moves or loads (a fresh broker creating its offsets topic): not yet."""
+    """The group has committed every partition of the orders topic up to its end (False while the
+    group's coordinator is still moving in, as on a broker that just started)."""
     ends = end_offsets(topics.bootstrap, topics.orders)
     try:
         committed = committed_offsets(topics.bootstrap, topics.group, topics.orders)
-    except (NotCoordinatorForGroupError, GroupLoadInProgressError, GroupCoordinatorNotAvailableError):
+    except KafkaError as exc:
+        if not exc.retriable:
+            raise
         return False
     return all(committed.get(tp, 0) == end for tp, end in ends.items())

@@ -154,10 +154,10 @@ def topics(kafka_bootstrap: str) -> Iterator[Topics]:
     delete_topics(created)
 
 
-@pytest.fixture
-def ingest_app(database_url: str, topics: Topics, empty_db: None) -> Flask:
-    """An app on the (emptied) test database and this test's own topics and group."""
-    return create_app(TestConfig, {
+def ingest_settings(database_url: str, topics: Topics, **extra: Any) -> dict[str, Any]:
+    """The settings of an app that consumes `topics` into `database_url`, quickly; `extra` adds or
+    overrides."""
+    return {
         "SQLALCHEMY_DATABASE_URI": database_url,
         "KAFKA_BOOTSTRAP_SERVERS": topics.bootstrap,
         "KAFKA_TOPIC": topics.orders,
@@ -165,7 +165,14 @@ def ingest_app(database_url: str, topics: Topics, empty_db: None) -> Flask:
         "KAFKA_GROUP_ID": topics.group,
         "CONSUMER_BATCH_WAIT_MS": 100,
         "CONSUMER_MAX_BACKOFF_S": 1,
-    })
+        **extra,
+    }
+
+
+@pytest.fixture
+def ingest_app(database_url: str, topics: Topics, empty_db: None) -> Flask:
+    """An app on the (emptied) test database and this test's own topics and group."""
+    return create_app(TestConfig, ingest_settings(database_url, topics))
 
 
 @pytest.fixture

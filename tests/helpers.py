@@ -2,8 +2,10 @@
 orders a database holds, and the service's /metrics read as numbers."""
 
 import base64
+import json
 import time
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from flask import Flask
@@ -16,6 +18,9 @@ from app.data.store import SaveOutcome, save_orders
 from app.extensions import db
 from harness import contract_example  # noqa: F401  (the tests' name for it)
 from harness.oidc import log_in_at_provider, user_password
+
+if TYPE_CHECKING:
+    from harness.service import Service
 
 
 def cursor_of(raw: str) -> str:
@@ -84,3 +89,13 @@ class PageSession:
             self.cookie = signing_in.get_cookie(SESSION_COOKIE).value
             self.signed_in_at = time.monotonic()
         client.set_cookie(SESSION_COOKIE, self.cookie)
+
+
+def consumer_states(service: "Service", polls: int = 6) -> set[str]:
+    """The consumer states the instance's workers report in /readyz (each poll reaches one worker)."""
+    states = set()
+    for _ in range(polls):
+        status, _, body = service.get("/readyz")
+        if status:
+            states.add(json.loads(body)["consumer"]["state"])
+    return states

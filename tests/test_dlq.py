@@ -56,7 +56,7 @@ class _NotUtf8Name(str):
 def send_unchecked(topics, key, value, headers) -> None:
     """KafkaProducer.send without its check: the Java client can write a null key with a null
     value; kafka-python's send() refuses to."""
-    producer = new_producer(kafka_settings(topics.bootstrap), acks="all")
+    producer = new_producer(kafka_settings(topics.bootstrap), acks="all", retries=5)
     try:
         producer._wait_on_metadata(topics.dlq, 10)
         future, _, _ = producer._accumulator.append(TopicPartition(topics.dlq, 0), int(time.time() * 1000),
@@ -174,11 +174,23 @@ def test_replay_stores_the_fixed_conflict_and_the_invalid_order_comes_back(inges
         "/".join(headers_of(d)[f"dlq.source.{part}"] for part in ("topic", "partition", "offset"))
         for d in dead)
     source_end = sum(end_offsets(topics.bootstrap, topics.orders).values())
-    result = dlq(runner, "replay")
+    for _ in range(2):  # it stays left for --again, run after run
+        result = dlq(runner, "replay")
+        assert result.exit_code == 0, result.output
+        assert "replayed 0 of 0 dead letters" in result.output
+        assert "not replayed: 1 came back after an earlier replay" in result.output
+    assert sum(end_offsets(topics.bootstrap, topics.orders).values()) == source_end
+
+    # After a second fix (none here: it comes back once more), --again replays it.
+    result = dlq(runner, "replay", "--again")
     assert result.exit_code == 0, result.output
+    assert "replayed 1 of 1 dead letters" in result.output
+    assert sum(end_offsets(topics.bootstrap, topics.orders).values()) == source_end + 1
+    again = wait_for_dead_letters(topics, 5)[-1]
+    assert (again.key, again.value) == (invalid_key, invalid_value)
+    result = dlq(runner, "replay")
     assert "replayed 0 of 0 dead letters" in result.output
     assert "not replayed: 1 came back after an earlier replay" in result.output
-    assert sum(end_offsets(topics.bootstrap, topics.orders).values()) == source_end
 
 
 def test_hostile_dead_letters_are_shown_escaped_and_never_replayed_blindly(runner, topics):
@@ -204,12 +216,36 @@ def test_hostile_dead_letters_are_shown_escaped_and_never_replayed_blindly(runne
     result = dlq(runner, "replay")
     assert result.exit_code == 0, result.output
     assert "replayed 1 of 1 dead letters" in result.output
-    assert "not replayed: 1 null key and null value" in result.output
+    assert "not replayed: 1 without a value" in result.output
     assert "not replayed: 1 without source coordinates" in result.output
     [replayed] = read_all(topics.bootstrap, topics.orders)
     assert (replayed.key, replayed.value) == (b"k\xff", b"\x00\x1b]0;owned\x07")
     assert replayed.headers == [("dlq.replayed.from", f"{topics.orders}/0/2".encode())]
     assert "replayed 0 of 0" in dlq(runner, "replay").output
+
+
+def test_dead_letters_without_the_records_value_or_key_are_reported_never_replayed(runner, topics):
+    """A dead letter of a null record, or one whose value or key was too large to keep: replaying
+    it would write a tombstone (a deletion, on a compacted topic) or a record that is not the one
+    that failed. Only the last one here is whole."""
+    def coordinates(offset: int) -> list[tuple[str, bytes]]:
+        return [("dlq.source.topic", topics.orders.encode()), ("dlq.source.partition", b"0"),
+                ("dlq.source.offset", str(offset).encode())]
+
+    send_unchecked(topics, b"big", None, [("dlq.error.type", b"too_large"), ("dlq.dropped", b"value"),
+                                          *coordinates(1)])
+    send_unchecked(topics, b"", None, [("dlq.error.type", b"invalid_json"), *coordinates(2)])
+    send_unchecked(topics, b"", b"{}", [("dlq.error.type", b"invalid_json"), ("dlq.dropped", b"key"),
+                                        *coordinates(3)])
+    send_unchecked(topics, b"whole", b"{}", [("dlq.error.type", b"invalid_order"), *coordinates(4)])
+
+    result = dlq(runner, "replay")
+    assert result.exit_code == 0, result.output
+    assert "replayed 1 of 1 dead letters" in result.output
+    assert "not replayed: 2 without a value" in result.output
+    assert "not replayed: 1 without the record's key" in result.output
+    [replayed] = read_all(topics.bootstrap, topics.orders)
+    assert (replayed.key, replayed.value) == (b"whole", b"{}")
 
 
 def test_a_header_name_that_is_not_utf8_is_read_not_fatal(runner, topics):

@@ -6,7 +6,8 @@ import threading
 
 from app.data.store import get_order
 from app.documents import served_form
-from app.ingest.consumer import OrderConsumer, store_valid_orders
+from app.ingest.consumer import OrderConsumer
+from app.ingest.sink import OrderSink
 from app.seed import OrderFactory, encode
 from harness.kafka import all_committed, committed_offsets, produce, read_all
 from harness.postgres import database_outage
@@ -91,7 +92,7 @@ def test_a_record_the_database_refuses_is_isolated_and_the_rest_stored(ingest_ap
     refused["items"][0]["sale"] = 250  # past validation on purpose: only the CHECK constraint catches it
     batch = [(f"record-{i}", order) for i, order in enumerate(orders[:17] + [refused] + orders[18:])]
     with ingest_app.app_context():
-        result = store_valid_orders(batch)
+        result = OrderSink().store(batch)
     assert [record for record, _ in result.dead_letters] == ["record-17"]
     assert result.dead_letters[0][1].error_type == "invalid_order"
     assert len(result.stored) == 39
@@ -117,12 +118,24 @@ def test_a_postgresql_outage_makes_it_wait_not_skip(ingest_app, topics, run_cons
     assert read_all(topics.bootstrap, topics.dlq) == []
 
 
-def test_counts_stay_exact_under_redelivery(ingest_app, topics, run_consumer):
-    """Two consumers in one group, the second joining mid-stream: a rebalance moves partitions,
-    and every order is still stored, and counted as stored, exactly once."""
+def test_counts_stay_exact_under_redelivery(ingest_app, topics, run_consumer, monkeypatch):
+    """Two consumers in one group, the second joining mid-stream: a rebalance moves partitions.
+    The first consumer also fails once between storing a batch and committing it (as a process
+    killed there would), so that batch is certainly delivered again. Every order is stored once,
+    counted as stored at most once, and a redelivered one is counted as a duplicate."""
     orders = list(OrderFactory(seed=21).orders(1500))
     keyed = [(o["order_uid"].encode(), encode(o)) for o in orders]
     before = consumed_counts(ingest_app)
+    uncommitted: list[int] = []
+    real_commit = OrderConsumer._commit
+
+    def fail_the_first_commit(self, batch):
+        if not uncommitted:
+            uncommitted.append(sum(len(records) for records in batch.values()))
+            raise RuntimeError("the process dies between the store and the commit")
+        return real_commit(self, batch)
+
+    monkeypatch.setattr(OrderConsumer, "_commit", fail_the_first_commit)
     produce(topics.bootstrap, topics.orders, keyed[:750])
     first = run_consumer()
     wait_until(lambda: len(first.consumer.assigned_partitions()) == topics.partitions, 30,
@@ -139,10 +152,12 @@ def test_counts_stay_exact_under_redelivery(ingest_app, topics, run_consumer):
     def moved(result: str) -> float:
         return consumed_counts(ingest_app)[result] - before[result]
 
-    # A batch is counted just after its commit.
-    wait_until(lambda: moved("stored") >= len(orders), 10, "the last batch was counted")
-    # Redelivered records (if the rebalance caught a batch) are duplicates, never stored twice.
-    assert moved("stored") == len(orders)
+    # A batch is counted just after its commit: the one whose commit never came was not counted,
+    # and its orders count as duplicates when they come again. No order is counted stored twice.
+    assert first.consumer.restarts == 1 and uncommitted[0] > 0
+    wait_until(lambda: moved("stored") >= len(orders) - uncommitted[0], 10, "the last batch was counted")
+    assert moved("stored") == len(orders) - uncommitted[0]
+    assert moved("duplicate") >= uncommitted[0]
     assert moved("dead_lettered") == 0
 
 
@@ -178,6 +193,7 @@ def test_an_unexpected_error_restarts_the_consumer_instead_of_killing_it(ingest_
         wait_until(lambda: all_committed(topics), 60, "the restarted consumer committed everything")
         assert sorted(stored_uids(ingest_app)) == sorted(o["order_uid"] for o in orders)
         assert thread.is_alive()
+        assert consumer.restarts == 1
     finally:
         consumer.stop()
         thread.join(timeout=30)

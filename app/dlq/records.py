@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from app.ingest.dead_letters import (
+    HEADER_DROPPED,
     HEADER_ERROR_DETAIL,
     HEADER_ERROR_TYPE,
     HEADER_SOURCE_OFFSET,
@@ -54,6 +55,8 @@ class DeadLetter:
     detail: bytes | None
     key: bytes | None
     value: bytes | None
+    # The dlq.dropped header: what the dead letter lacks of its record (too large to keep).
+    dropped: bytes | None = None
 
     @classmethod
     def from_record(cls, record: Any) -> "DeadLetter":
@@ -68,6 +71,7 @@ class DeadLetter:
             detail=headers.get(HEADER_ERROR_DETAIL),
             key=record.key,
             value=record.value,
+            dropped=headers.get(HEADER_DROPPED),
         )
 
     @property

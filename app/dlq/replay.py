@@ -5,9 +5,10 @@ What the group remembers, per dead-letter partition: a committed offset (every d
 it is dealt with) and, in the commit's metadata, the ranges of offsets after it that are dealt with
 too (a `--type`/`--key`/`--limit` run leaves others behind). A dead letter is "dealt with" once its
 replay was acknowledged by the broker, or when it can never be replayed (a copy of a source record
-already replayed, a null key and value, no source coordinates), or when it is the same key and value
-as a dead letter already dealt with: a replayed record that failed again comes back as a new dead
-letter, and replaying it again without a new fix would only loop (`--again` does it anyway).
+already replayed, no value or a key the dead letter did not keep, no source coordinates). A dead
+letter with the same key and value as one already dealt with came back: a replayed record that
+failed again, and replaying it again without a new fix would only loop. It is left for a run with
+`--again`, which replays it.
 """
 
 import contextlib
@@ -42,7 +43,9 @@ class Reason:
 
     DUPLICATE = "copies of a source record replayed or selected already"
     CAME_BACK = "came back after an earlier replay (same key and value; --again replays them)"
-    NULL = "null key and null value (a tombstone; Kafka clients refuse to send one)"
+    NO_VALUE = ("without a value (a null record's, or one too large to keep: dlq.dropped); replayed, it "
+                "would be a tombstone")
+    NO_KEY = "without the record's key (too large to keep: dlq.dropped); replayed, it would not be the record"
     NO_SOURCE = "without source coordinates (not written by this service's consumer)"
     FILTER = "left out by --type/--key, for a later run"
     LIMIT = "left for a later run by --limit"
@@ -86,7 +89,8 @@ class Entry:
     digest: bytes
     error_type_label: str
     matches: bool
-    null: bool
+    has_value: bool
+    has_key: bool
 
 
 @dataclass
@@ -113,7 +117,8 @@ def make_plan(letters: Iterable[DeadLetter], ledgers: dict[int, Ledger], error_t
             done_contents.add(letter.content_digest())
             continue
         entries.append(Entry(position, letter.source, letter.content_digest(), letter.error_type_label,
-                             matches(letter, error_type, key), letter.key is None and letter.value is None))
+                             matches(letter, error_type, key), letter.value is not None,
+                             b"key" not in (letter.dropped or b"").split(b",")))
     first_copy: dict[Source, Position] = {}
     for entry in sorted(entries, key=lambda e: e.position):
         if entry.source in done_sources:
@@ -125,10 +130,13 @@ def make_plan(letters: Iterable[DeadLetter], ledgers: dict[int, Ledger], error_t
             plan.skipped[Reason.FILTER] += 1
         elif entry.source is None:
             _settle(plan, entry, Reason.NO_SOURCE)
-        elif entry.null:
-            _settle(plan, entry, Reason.NULL)
+        elif not entry.has_value:
+            _settle(plan, entry, Reason.NO_VALUE)
+        elif not entry.has_key:
+            _settle(plan, entry, Reason.NO_KEY)
         elif entry.digest in done_contents and not again:
-            _settle(plan, entry, Reason.CAME_BACK)
+            # Not dealt with: a later run with --again replays it.
+            plan.skipped[Reason.CAME_BACK] += 1
         elif limit is not None and len(plan.to_replay) >= limit:
             plan.skipped[Reason.LIMIT] += 1
         else:

@@ -10,7 +10,7 @@ from kafka import KafkaConsumer, TopicPartition
 from kafka.errors import CorruptRecordException, KafkaError, TopicAuthorizationFailedError
 
 from app.ingest.dead_letters import MAX_DEAD_LETTER_BYTES
-from app.ingest.kafka_records import tolerate_non_utf8_header_keys
+from app.ingest.kafka_records import install_record_reading
 from app.kafka_clients import KafkaSettings, new_admin, unreachable_message
 from app.kafka_clients import new_consumer as new_kafka_consumer
 from app.kafka_health import refusal
@@ -74,7 +74,7 @@ def topic_partitions(settings: KafkaSettings, topics: dict[str, str]) -> dict[st
 def new_consumer(settings: KafkaSettings, group_id: str | None = None) -> KafkaConsumer:
     """A consumer for assign(): never auto-commits; `group_id` only to read and commit offsets."""
     # Header names that are not UTF-8 reach the tool (shown escaped) instead of failing the fetch.
-    tolerate_non_utf8_header_keys()
+    install_record_reading()
     return new_kafka_consumer(
         settings,
         group_id=group_id,
@@ -133,7 +133,16 @@ def read_records(settings: KafkaSettings, consumer: KafkaConsumer, topic: str, p
             where = ", ".join(f"partition {tp.partition} at offset {consumer.position(tp)}"
                               for tp in sorted(pending))
             raise DlqError(f"kafka-python cannot read a record of {topic} near {where} ({exc})") from None
-        for tp, records in batch.items():
-            for record in records:
-                if record.offset < ends[tp]:
-                    yield record
+        yield from _drain(batch, ends)
+
+
+def _drain(batch: dict[TopicPartition, list[Any]], ends: dict[TopicPartition, int]) -> Iterator[Any]:
+    """The poll's records before the captured ends, each let go once yielded: the next poll reads
+    its fetch within a bound that counts only what the client still holds."""
+    while batch:
+        tp, records = batch.popitem()
+        records.reverse()
+        while records:
+            record = records.pop()
+            if record.offset < ends[tp]:
+                yield record

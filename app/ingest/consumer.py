@@ -7,8 +7,7 @@ import logging
 import random
 import threading
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from typing import Any
 
 from flask import Flask
@@ -22,14 +21,12 @@ from kafka.errors import (
 )
 from kafka.structs import OffsetAndMetadata
 from opentelemetry import trace
-from sqlalchemy.exc import DataError, IntegrityError, SQLAlchemyError
 
-from app.data.errors import first_line
-from app.data.store import SaveOutcome, save_orders
 from app.documents import ServedOrder
 from app.ingest.dead_letters import DeadLetterPublisher
-from app.ingest.kafka_records import tolerate_non_utf8_header_keys
-from app.ingest.records import ErrorType, Rejection, check_headers, decode_order
+from app.ingest.kafka_records import install_record_reading
+from app.ingest.records import Rejection, check_headers, decode_order
+from app.ingest.sink import BatchResult, OrderSink, Outage, unprocessable
 from app.ingest.spans import record_links, start_batch_span, tracer
 from app.kafka_clients import KafkaSettings, new_consumer
 from app.kafka_health import KafkaVerdict, kafka_health
@@ -54,20 +51,9 @@ Batch = dict[TopicPartition, list[Record]]
 HEALTHY_RUN_S = 60
 
 
-class Outage(Exception):
-    """A dependency (PostgreSQL, the dead-letter topic) failed for a reason that is not the data's."""
-
-
-@dataclass
-class BatchResult:
-    stored: list[ServedOrder] = field(default_factory=list)
-    duplicates: list[ServedOrder] = field(default_factory=list)
-    dead_letters: list[tuple[Record, Rejection]] = field(default_factory=list)
-
-    def extend(self, other: "BatchResult") -> None:
-        self.stored += other.stored
-        self.duplicates += other.duplicates
-        self.dead_letters += other.dead_letters
+class _Stopping(Exception):
+    """Raised inside kafka-python's wait for the group coordinator once the consumer is asked to
+    stop: that wait has no bound of its own, and lasts as long as Kafka is away."""
 
 
 class Backoff:
@@ -77,7 +63,9 @@ class Backoff:
         self.first_s, self.cap_s, self.attempt = first_s, cap_s, 0
 
     def next_delay(self) -> float:
-        ceiling = min(self.cap_s, self.first_s * 2**self.attempt)
+        # 2 ** 1024 does not fit a float, and an outage of hours gets there; the cap is reached
+        # long before 2 ** 64 anyway.
+        ceiling = min(self.cap_s, self.first_s * 2 ** min(self.attempt, 64))
         self.attempt += 1
         return random.uniform(ceiling / 2, ceiling)
 
@@ -94,49 +82,7 @@ def _decode(record: Record) -> ServedOrder | Rejection:
     except Exception as exc:
         log.exception("failed on %s-%d@%d; it is dead-lettered as unprocessable",
                       record.topic, record.partition, record.offset)
-        return _unprocessable(exc)
-
-
-def _unprocessable(exc: Exception) -> Rejection:
-    return Rejection(ErrorType.UNPROCESSABLE, {"message": f"{exc.__class__.__name__}: {first_line(exc)}"})
-
-
-def store_valid_orders(orders: Sequence[tuple[Record, ServedOrder]]) -> BatchResult:
-    """Save the orders in one transaction; if PostgreSQL refuses the data itself (not an outage),
-    split the batch to find the records it refuses, dead-letter those and store the rest."""
-    result = BatchResult()
-    if not orders:
-        return result
-    try:
-        outcomes = save_orders([order for _, order in orders])
-    except (DataError, IntegrityError) as exc:
-        message = str(exc.orig).strip() if exc.orig else str(exc)
-        return _isolate(orders, Rejection(ErrorType.INVALID_ORDER, {"errors": {"": [message]}}))
-    except SQLAlchemyError as exc:
-        raise Outage(f"PostgreSQL: {exc.__class__.__name__}: {first_line(exc)}") from exc
-    except Exception as exc:
-        log.exception("storing %d orders failed; isolating the records that fail", len(orders))
-        return _isolate(orders, _unprocessable(exc))
-    for (record, order), outcome in zip(orders, outcomes, strict=True):
-        if outcome is SaveOutcome.STORED:
-            result.stored.append(order)
-        elif outcome is SaveOutcome.DUPLICATE:
-            result.duplicates.append(order)
-        else:
-            detail = {"message": f"order {order.order_uid} is already stored with different content"}
-            result.dead_letters.append((record, Rejection(ErrorType.CONFLICT, detail)))
-    return result
-
-
-def _isolate(orders: Sequence[tuple[Record, ServedOrder]], rejection: Rejection) -> BatchResult:
-    """The batch failed for the data's sake: split it to dead-letter only the records that fail."""
-    if len(orders) == 1:
-        return BatchResult(dead_letters=[(orders[0][0], rejection)])
-    result = BatchResult()
-    middle = len(orders) // 2
-    for half in (orders[:middle], orders[middle:]):
-        result.extend(store_valid_orders(half))
-    return result
+        return unprocessable(exc)
 
 
 class _RevocationLog(ConsumerRebalanceListener):
@@ -169,14 +115,19 @@ class OrderConsumer:
         self.joined = threading.Event()
         self._consumer: KafkaConsumer | None = None
         self._publisher: DeadLetterPublisher | None = None
+        self._sink = OrderSink()
         self._backoff = Backoff(cap_s=self.config["CONSUMER_MAX_BACKOFF_S"])
         self._restart_backoff = Backoff(cap_s=self.config["CONSUMER_MAX_BACKOFF_S"])
-        # Public for /readyz and the tests: when the current outage began, and retries since.
+        # Public for /readyz and the tests: when the current outage began, why, and retries since.
         self.waiting_since: float | None = None
+        self.outage: Outage | None = None
         self.retries = 0
         # Restarts after an unexpected error: each one costs the whole group a rebalance.
         self.restarts = 0
         self._owned: frozenset = frozenset()
+        # When the client last failed to find the group coordinator (Kafka away), for /readyz.
+        self.kafka_lost_since: float | None = None
+        self._closing = False
 
     def assigned_partitions(self) -> frozenset:
         return self._owned
@@ -200,6 +151,8 @@ class OrderConsumer:
         waiting_since = self.waiting_since  # read once: the consumer thread may clear it meanwhile
         if self.stop_event.is_set():
             state = "stopping"
+        elif self.kafka_lost_since is not None:
+            state = "waiting for Kafka"
         elif waiting_since is not None:
             state = "waiting out an outage"
         elif self.joined.is_set():
@@ -207,9 +160,14 @@ class OrderConsumer:
         else:
             state = "joining its group"
         status = {"state": state, "partitions": owned, "restarts": self.restarts}
+        outage = self.outage
         if waiting_since is not None:
             status["waiting_s"] = round(time.monotonic() - waiting_since, 1)
             status["retries"] = self.retries
+            if outage is not None:
+                status["reason"] = outage.reason
+                if outage.constraint:
+                    status["constraint"] = outage.constraint
         return status
 
     def run(self) -> None:
@@ -223,6 +181,8 @@ class OrderConsumer:
                     continue
                 self._connect()
                 self._consume()
+            except _Stopping:
+                return
             except (TopicAuthorizationFailedError, GroupAuthorizationFailedError) as exc:
                 # An ACL taken away while it ran: waited out like a refusal at the start.
                 self._wait_refused(self.health.report("authorization", f"Kafka's ACLs refuse this service: "
@@ -231,7 +191,7 @@ class OrderConsumer:
                 log.exception("the consumer failed; it restarts from the committed offsets")
                 self.restarts += 1
                 CONSUMER_RESTARTS.inc()
-                self._start_outage(f"unexpected {exc.__class__.__name__}")
+                self._start_outage(Outage(f"unexpected {exc.__class__.__name__}", "an unexpected error"))
                 # Each restart rebalances the whole group: one that fails again at once (a record
                 # the client cannot parse) must wait longer each time, until a run lasts.
                 if time.monotonic() - started > HEALTHY_RUN_S:
@@ -252,17 +212,19 @@ class OrderConsumer:
         return True
 
     def _wait_refused(self, verdict: KafkaVerdict) -> None:
-        self._start_outage(verdict.reason, logged=True)  # the KafkaHealth logged it, once
+        # The KafkaHealth logged it, once; /readyz shows its reason.
+        self._start_outage(Outage(verdict.reason, verdict.reason), logged=True)
         self.stop_event.wait(self._backoff.next_delay())
 
     def _connect(self) -> None:
         # With api_version pinned, neither client contacts the broker here: nothing to wait for.
+        self._closing = False
         self._consumer = self._new_consumer()
         self._publisher = DeadLetterPublisher(self.kafka, self.config["KAFKA_DLQ_TOPIC"])
         self._end_outage()
 
     def _new_consumer(self) -> KafkaConsumer:
-        tolerate_non_utf8_header_keys()
+        install_record_reading()
         consumer = new_consumer(
             self.kafka,
             group_id=self.config["KAFKA_GROUP_ID"],
@@ -273,25 +235,72 @@ class OrderConsumer:
             client_id=f"order-service-{threading.get_native_id()}",
         )
         consumer.subscribe([self.config["KAFKA_TOPIC"]], listener=_RevocationLog(self))
+        self._watch_coordinator_lookups(consumer._coordinator, threading.current_thread())
         return consumer
+
+    def _watch_coordinator_lookups(self, coordinator: Any, owner: threading.Thread) -> None:
+        """While Kafka is away, kafka-python's poll(), commit() and offset look-ups wait for the
+        group coordinator (and for metadata) with no bound, looking it up again and again. Each
+        look-up tells /readyz whether Kafka answers; and once it does not, a stop() ends those
+        waits on this consumer's thread: the network poll under them raises _Stopping. (While
+        Kafka answers, a stop lets the batch finish and its offsets be committed.)"""
+        lookup, network_poll = coordinator.lookup_coordinator, coordinator._client._poll
+
+        def watched_lookup():
+            future = lookup()
+            future.add_callback(self._kafka_found)
+            future.add_errback(self._kafka_lost)
+            return future
+
+        def interruptible_network_poll(timeout: float):
+            if (self.stop_event.is_set() and self.kafka_lost_since is not None and not self._closing
+                    and threading.current_thread() is owner):
+                raise _Stopping
+            return network_poll(timeout)
+
+        coordinator.lookup_coordinator = watched_lookup
+        coordinator._client._poll = interruptible_network_poll
+
+    def _kafka_found(self, _response: Any) -> None:
+        if self.kafka_lost_since is not None:
+            log.warning("Kafka answers again after %.1f s", time.monotonic() - self.kafka_lost_since)
+            self.kafka_lost_since = None
+
+    def _kafka_lost(self, exc: Exception) -> None:
+        if self.kafka_lost_since is None:
+            self.kafka_lost_since = time.monotonic()
+            log.error("Kafka's group coordinator cannot be reached (%s): the consumer waits for it",
+                      exc.__class__.__name__)
 
     def _consume(self) -> None:
         consumer = self._consumer
         assert consumer is not None
         while not self.stop_event.is_set():
-            poll_started = time.time_ns()
-            batch = consumer.poll(
-                timeout_ms=self.config["CONSUMER_BATCH_WAIT_MS"],
-                max_records=self.config["CONSUMER_BATCH_SIZE"],
-            )
-            if not batch:
-                continue
-            try:
-                self.process(batch, poll=(poll_started, time.time_ns()))
-                self._end_outage()
-            except Outage as exc:
-                self._start_outage(str(exc))
-                self._wait_out(batch)
+            self._poll_once(consumer)
+
+    def _poll_once(self, consumer: KafkaConsumer) -> None:
+        """Poll a batch and handle it. Its records are let go before the next poll, which reads
+        the next fetch within a bound that counts only what the client still holds
+        (app/ingest/kafka_records.py)."""
+        poll_started = time.time_ns()
+        batch = consumer.poll(
+            timeout_ms=self.config["CONSUMER_BATCH_WAIT_MS"],
+            max_records=self.config["CONSUMER_BATCH_SIZE"],
+        )
+        if not batch:
+            return
+        try:
+            self.process(batch, poll=(poll_started, time.time_ns()))
+        except Outage as exc:
+            # Its traceback holds the batch: a copy without it is kept.
+            outage = Outage(str(exc), exc.reason, exc.constraint)
+        else:
+            self._end_outage()
+            return
+        first_offsets = {tp: records[0].offset for tp, records in batch.items()}
+        del batch
+        self._start_outage(outage)
+        self._wait_out(first_offsets)
 
     def process(self, batch: Batch, poll: tuple[int, int] | None = None) -> BatchResult:
         """Handle one polled batch end to end; raise Outage (having committed nothing) to retry.
@@ -330,14 +339,15 @@ class OrderConsumer:
                 else:
                     valid.append((record, decoded))
         with tracer.start_as_current_span("store"), self.app.app_context():
-            result = store_valid_orders(valid)
+            result = self._sink.store(valid)
         result.dead_letters = rejected + result.dead_letters
         if result.dead_letters:
             with tracer.start_as_current_span("dead-letter"):
                 try:
                     self._publisher.publish(result.dead_letters)
                 except KafkaError as exc:
-                    raise Outage(f"dead-letter topic {self.config['KAFKA_DLQ_TOPIC']}: {exc!r}") from exc
+                    raise Outage(f"dead-letter topic {self.config['KAFKA_DLQ_TOPIC']}: {exc!r}",
+                                 "the dead-letter topic is unavailable") from exc
         with tracer.start_as_current_span("commit"):
             self._commit(batch)
         self._observe(batch, result, time.perf_counter() - started)
@@ -367,7 +377,7 @@ class OrderConsumer:
             # storing them again is a no-op (duplicates), so nothing is lost or doubled.
             log.warning("offsets not committed after a rebalance; the new owner will redeliver: %s", exc)
 
-    def _wait_out(self, batch: Batch) -> None:
+    def _wait_out(self, first_offsets: dict[TopicPartition, int]) -> None:
         """Rewind to the batch's first records and wait, polling paused partitions so that the
         group keeps us, then resume: the next poll redelivers the same records.
 
@@ -375,26 +385,28 @@ class OrderConsumer:
         their committed offsets. So each poll first pauses whatever is assigned now, and whatever
         a poll returns all the same is rewound too, never dropped."""
         consumer = self._consumer
-        self._rewind(batch)
+        self._rewind(first_offsets)
         deadline = time.monotonic() + self._backoff.next_delay()
         while not self.stop_event.is_set() and (remaining := deadline - time.monotonic()) > 0:
             consumer.pause(*consumer.assignment())
-            self._rewind(consumer.poll(timeout_ms=max(1, int(remaining * 1000))))
+            returned = consumer.poll(timeout_ms=max(1, int(remaining * 1000)))
+            self._rewind({tp: records[0].offset for tp, records in returned.items()})
         consumer.resume(*consumer.assignment())
 
-    def _rewind(self, batch: Batch) -> None:
+    def _rewind(self, first_offsets: dict[TopicPartition, int]) -> None:
         assigned = self._consumer.assignment()
-        for tp, records in batch.items():
+        for tp, offset in first_offsets.items():
             if tp in assigned:
-                self._consumer.seek(tp, records[0].offset)
+                self._consumer.seek(tp, offset)
 
-    def _start_outage(self, reason: str, logged: bool = False) -> None:
+    def _start_outage(self, outage: Outage, logged: bool = False) -> None:
         self.retries += 1
+        self.outage = outage
         if self.waiting_since is None:
             self.waiting_since = time.monotonic()
             CONSUMER_WAITING.inc()
             if not logged:
-                log.error("consumer waiting: %s; retrying with backoff until it is back", reason)
+                log.error("consumer waiting: %s; retrying with backoff until it is back", outage)
 
     def _end_outage(self) -> None:
         self._backoff.reset()
@@ -402,12 +414,14 @@ class OrderConsumer:
         if self.waiting_since is not None:
             log.warning("consumer resumed after %.1f s of outage", time.monotonic() - self.waiting_since)
             self.waiting_since = None
+            self.outage = None
             CONSUMER_WAITING.dec()
 
     def _close(self) -> None:
         # Everything handled is committed already; close without auto-commit, leaving the group
         # at once so that its partitions move to the other members without waiting for a timeout.
         self._set_owned(frozenset(), joined=False)
+        self._closing = True
         if self._consumer is not None:
             try:
                 self._consumer.close(autocommit=False)

@@ -5,7 +5,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from app.ingest.kafka_records import MAX_BATCH_BYTES, OversizedBatchHeader, UndecodableHeaderKey
+from app.ingest.kafka_records import SkippedParts, UndecodableHeaderKey, UnreadBatch
 from app.validation import MAX_RECORD_BYTES, validate_order
 
 
@@ -14,7 +14,8 @@ class ErrorType(StrEnum):
     INVALID_ORDER = "invalid_order"
     CONFLICT = "conflict"
     TOO_LARGE = "too_large"
-    # The record breaks Kafka-level expectations: a header key that is not UTF-8.
+    # The record breaks Kafka-level expectations: a header key that is not UTF-8, or a batch that
+    # cannot be decompressed or read.
     INVALID_RECORD = "invalid_record"
     # The service failed on this record (a bug): replay it once the service is fixed.
     UNPROCESSABLE = "unprocessable"
@@ -26,16 +27,20 @@ class Rejection:
 
     error_type: str
     detail: dict[str, Any]
+    # Parts of the record its dead letter cannot carry whatever their size ("key", "value"): those
+    # of a batch that was never decompressed.
+    dropped: tuple[str, ...] = ()
 
 
 def check_headers(headers: list[tuple[str, bytes | None]]) -> Rejection | None:
-    """A record whose header keys are not UTF-8 (see app/ingest/kafka_records.py) is refused
-    whatever its value."""
+    """A record the client could not read (app/ingest/kafka_records.py), whose value was too
+    large to read, or whose header keys are not UTF-8, is refused whatever its value."""
     for name, _ in headers:
-        if isinstance(name, OversizedBatchHeader):
-            return Rejection(ErrorType.TOO_LARGE, {"message": (
-                f"the record's compressed batch decompresses to more than {MAX_BATCH_BYTES} bytes; "
-                "its key and value are not kept")})
+        if isinstance(name, UnreadBatch):
+            return Rejection(ErrorType.INVALID_RECORD, {"message": name.detail}, dropped=("key", "value"))
+        if isinstance(name, SkippedParts) and "value" in name.sizes:
+            dropped = tuple(part for part in ("key", "value") if part in name.sizes)
+            return Rejection(ErrorType.TOO_LARGE, {"message": name.describe()}, dropped=dropped)
         if isinstance(name, UndecodableHeaderKey):
             return Rejection(ErrorType.INVALID_RECORD,
                              {"message": f"a header key is not UTF-8: {name.raw[:64]!r}"})

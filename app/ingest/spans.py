@@ -13,18 +13,22 @@ TRACEPARENT = "traceparent"
 # A batch links to at most this many records' traces (the SDK's default span link limit,
 # OTEL_SPAN_LINK_COUNT_LIMIT, is the same): a batch of 500 traced records stays one readable span.
 MAX_BATCH_LINKS = 128
+# A W3C traceparent is 55 bytes (version 00); later versions may append fields. A longer header (a
+# record can carry megabytes in one) is neither linked nor kept in a dead letter.
+MAX_TRACEPARENT_BYTES = 256
 
 tracer = trace.get_tracer("app.ingest")
 _propagator = TraceContextTextMapPropagator()
 
 
 def traceparent_of(record: Any) -> bytes | None:
-    """The record's traceparent header as it came (the last one, if it came twice)."""
+    """The record's traceparent header as it came (the last one, if it came twice); None when it
+    is longer than MAX_TRACEPARENT_BYTES, as no traceparent is."""
     found = None
     for name, value in record.headers:
         if name == TRACEPARENT:
             found = value
-    return found
+    return found if found is not None and len(found) <= MAX_TRACEPARENT_BYTES else None
 
 
 def record_links(records: Iterable[Any]) -> list[Link]:

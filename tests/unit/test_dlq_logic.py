@@ -39,7 +39,7 @@ def letter(offset: int, error_type: str, source_offset: int, value: bytes = b"{}
 
 def run(letters, ledger, **filters):
     plan = make_plan(letters, {0: ledger}, filters.get("error_type"), None, filters.get("limit"),
-                     again=False)
+                     again=filters.get("again", False))
     acked = set(plan.to_replay) - filters.get("unacked", set())
     dealt_with = plan.settled | acked | {copy for copy, first in plan.copies.items() if first in acked}
     updated, forgotten = advance_ledger(ledger, plan.offsets.get(0, []), 0, dealt_with)
@@ -60,10 +60,16 @@ def test_a_filtered_run_then_a_full_run_replay_each_source_record_once():
     assert sorted(plan.to_replay) == [(0, 0), (0, 2), (0, 5)]
     assert ledger == Ledger(6, [])
 
-    # The first one, replayed, failed again: a new dead letter with the same key and value.
-    plan, ledger, _ = run(letters + [letter(6, "invalid_json", 20, b"a", key=b"key-10")], ledger)
+    # The first one, replayed, failed again: a new dead letter with the same key and value. It is
+    # left for a run with --again (not remembered), which replays it.
+    came_back = letters + [letter(6, "invalid_json", 20, b"a", key=b"key-10")]
+    plan, ledger, _ = run(came_back, ledger)
     assert plan.to_replay == {} and plan.skipped == {Reason.CAME_BACK: 1}
-    assert ledger == Ledger(7, [])
+    assert ledger == Ledger(6, [])
+    plan, ledger, _ = run(came_back, ledger)
+    assert plan.to_replay == {} and plan.skipped == {Reason.CAME_BACK: 1}
+    plan, ledger, _ = run(came_back, ledger, again=True)
+    assert list(plan.to_replay) == [(0, 6)] and ledger == Ledger(7, [])
 
 
 def test_a_replay_not_acknowledged_is_not_remembered_and_neither_are_its_copies():

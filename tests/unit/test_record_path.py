@@ -1,30 +1,35 @@
 """The record path on arbitrary and hostile input, without services: deciding a record never raises,
-its dead letter always fits the dead-letter producer, and a record's cost is bounded by its shape."""
+its dead letter always fits the dead-letter producer whatever the record's sizes, and a record's
+cost is bounded by its shape."""
 
+import ast
+import hashlib
+import importlib.util
 import json
+from pathlib import Path
 from types import SimpleNamespace
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from app.ingest.dead_letters import MAX_DEAD_LETTER_BYTES, dead_letter_headers, dead_letter_key
+from app.ingest.dead_letters import MAX_DEAD_LETTER_BYTES, dead_letter, dead_letter_key
+from app.ingest.kafka_records import LIBRARY_FUNCTIONS
 from app.ingest.records import Rejection, check_headers, decode_order
 from app.validation import validate_order
 from tests.helpers import contract_example
 
 DETAIL_LIMIT = 4096  # "a few KiB": what a header may cost, whatever the record held
-# What a dead letter may add to its record besides the detail: names and small numbers.
-HEADER_ALLOWANCE = 1024
+MIB = 1024 * 1024
 
 
-def as_record(key: bytes | None, value: bytes | None) -> SimpleNamespace:
-    return SimpleNamespace(topic="orders", partition=3, offset=2**40, key=key, value=value, headers=[])
+def as_record(key: bytes | None, value: bytes | None, headers: list | None = None) -> SimpleNamespace:
+    return SimpleNamespace(topic="orders", partition=3, offset=2**40, key=key, value=value,
+                           headers=headers or [])
 
 
-def dead_letter_size(record, rejection: Rejection) -> int:
-    headers = dead_letter_headers(record, rejection)
-    key = dead_letter_key(record)
-    return len(key or b"") + len(record.value or b"") + sum(len(k) + len(v) for k, v in headers)
+def detail_of(record, rejection: Rejection) -> dict:
+    return json.loads(dict(dead_letter(record, rejection).headers)["dlq.error.detail"])
 
 
 json_like = st.recursive(
@@ -37,14 +42,54 @@ json_like = st.recursive(
 @settings(max_examples=300, deadline=None)
 @given(value=st.one_of(st.binary(max_size=64 * 1024), json_like.map(lambda v: json.dumps(v).encode())),
        key=st.none() | st.binary(max_size=64))
-def test_any_bytes_are_decided_and_their_dead_letter_fits(value, key):
+def test_any_bytes_are_decided_with_a_short_json_detail(value, key):
     decided = decode_order(value)
     if isinstance(decided, Rejection):
-        record = as_record(key, value)
-        headers = dict(dead_letter_headers(record, decided))
+        headers = dict(dead_letter(as_record(key, value), decided).headers)
         assert len(headers["dlq.error.detail"]) <= DETAIL_LIMIT
         json.loads(headers["dlq.error.detail"])
-        assert dead_letter_size(record, decided) <= MAX_DEAD_LETTER_BYTES
+
+
+# Sizes around every boundary a dead letter has: the source topic's 2 MiB, the dead letter's
+# 3 MiB less its headers, and megabytes past them (a gzip batch carries those).
+SIZES = [0, 1, 1024, 2 * MIB, MAX_DEAD_LETTER_BYTES - 6000, MAX_DEAD_LETTER_BYTES - 5000,
+         MAX_DEAD_LETTER_BYTES - 1000, MAX_DEAD_LETTER_BYTES, 4 * MIB, 9 * MIB]
+
+
+@settings(max_examples=300, deadline=None)
+@given(key_size=st.sampled_from(SIZES) | st.integers(0, 9 * MIB), value_size=st.sampled_from(SIZES)
+       | st.integers(0, 9 * MIB), traceparent_size=st.sampled_from([0, 55, 256, 257, 4 * MIB]),
+       null_value=st.booleans())
+def test_a_dead_letter_always_fits_and_keeps_what_it_can(key_size, value_size, traceparent_size, null_value):
+    """Whatever a record's key, value and traceparent sizes, its dead letter fits the producer's
+    max_request_size (counted as kafka-python counts it), keeps the value if it fits alone, then
+    the key, unchanged, and names what it dropped."""
+    key, value = b"k" * key_size, None if null_value else b"v" * value_size
+    headers = [("traceparent", b"t" * traceparent_size)] if traceparent_size else []
+    record = as_record(key, value, headers)
+    letter = dead_letter(record, Rejection("invalid_json", {"message": "x" * 10_000}))
+    assert letter.size() <= MAX_DEAD_LETTER_BYTES
+    names = dict(letter.headers)
+    dropped = names.get("dlq.dropped", b"").decode().split(",")
+    assert letter.value == (None if "value" in dropped else value)
+    assert letter.key == (b"" if "key" in dropped else key)
+    if value is not None and value_size + 10_000 < MAX_DEAD_LETTER_BYTES:
+        assert "value" not in dropped  # the value goes only when it cannot fit
+    if "key" in dropped:
+        assert key_size > 2 * MIB or "value" not in dropped
+    assert ("traceparent" in names) == (0 < traceparent_size <= 256)
+    # A long detail is cut (and says so), after these notes, which come first.
+    detail = names["dlq.error.detail"].decode()
+    json.loads(detail)
+    assert all(f"{part}_dropped" in detail for part in dropped if part)
+    assert len(names["dlq.error.detail"]) <= DETAIL_LIMIT
+
+
+def test_a_dead_letter_the_broker_refuses_goes_again_without_key_and_value():
+    """The fallback when the topic takes less than MAX_DEAD_LETTER_BYTES: headers only."""
+    letter = dead_letter(as_record(b"k" * 1000, b"v" * 1000), Rejection("too_large", {}), limit=0)
+    assert (letter.key, letter.value) == (b"", None)
+    assert dict(letter.headers)["dlq.dropped"] == b"key,value"
 
 
 @settings(max_examples=200, deadline=None)
@@ -53,13 +98,13 @@ def test_unknown_keys_of_any_text_give_a_detail_that_is_utf8_json(document):
     rejection = decode_order(json.dumps({**contract_example(), **{"x" + k: v for k, v in document.items()}})
                              .encode())
     if isinstance(rejection, Rejection):
-        detail = dict(dead_letter_headers(as_record(b"k", b"v"), rejection))["dlq.error.detail"]
+        detail = dict(dead_letter(as_record(b"k", b"v"), rejection).headers)["dlq.error.detail"]
         json.loads(detail.decode("utf-8"))
 
 
 def test_a_lone_surrogate_in_a_key_is_reported_not_raised():
     rejection = decode_order(b'{"\\ud800":0}')
-    detail = json.loads(dict(dead_letter_headers(as_record(None, b"{}"), rejection))["dlq.error.detail"])
+    detail = detail_of(as_record(None, b"{}"), rejection)
     assert "\ud800" in detail["errors"]
 
 
@@ -72,7 +117,7 @@ def test_a_record_with_neither_key_nor_value_gets_a_dead_letter_kafka_python_can
 
 def test_a_detail_quoting_a_megabyte_is_cut_and_says_so():
     rejection = decode_order(b'{"' + b"a" * 1_048_400 + b'":0}')
-    detail = json.loads(dict(dead_letter_headers(as_record(b"k", b"v"), rejection))["dlq.error.detail"])
+    detail = detail_of(as_record(b"k", b"v"), rejection)
     assert len(json.dumps(detail)) <= DETAIL_LIMIT
     assert any("a" * 32 in path for path in detail["errors"])
 
@@ -105,11 +150,22 @@ def test_every_invalid_item_up_to_a_few_is_named():
     assert set(validate_order({**example, "items": items})) == {"items.1.price", "items.3.price"}
 
 
-def test_the_header_key_parser_is_the_one_copied_for_the_pinned_client():
-    """app/ingest/kafka_records.py replaces one method of kafka-python-ng: a new version may have
-    changed it, so the copy must be checked again before the pin moves."""
-    from importlib.metadata import version
+def library_source(target: str) -> str:
+    """The source of `module:Class.function` as the installed library has it on disk (what the
+    service patched in at run time is not what this reads)."""
+    module_name, qualname = target.split(":")
+    text = Path(importlib.util.find_spec(module_name).origin).read_text()
+    node = ast.parse(text)
+    for name in qualname.split("."):
+        node = next(child for child in ast.iter_child_nodes(node)
+                    if isinstance(child, ast.ClassDef | ast.FunctionDef) and child.name == name)
+    return ast.get_source_segment(text, node)
 
-    from app.ingest.kafka_records import PATCHED_VERSION
 
-    assert version("kafka-python-ng") == PATCHED_VERSION
+@pytest.mark.parametrize("target", sorted(LIBRARY_FUNCTIONS))
+def test_the_library_functions_replaced_or_relied_on_are_the_ones_reviewed(target):
+    """app/ingest/kafka_records.py and the consumer's stop replace or wrap functions of
+    kafka-python-ng, or rely on how they work: a new version that changed any of them must be
+    read again before the pin moves (then record its new SHA-256 in LIBRARY_FUNCTIONS)."""
+    digest = hashlib.sha256(library_source(target).encode()).hexdigest()
+    assert digest == LIBRARY_FUNCTIONS[target], f"{target} changed in the installed kafka-python-ng"

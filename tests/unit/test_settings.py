@@ -1,0 +1,63 @@
+"""Settings out of their range stop the start with one message that names the variable: from the
+environment (config.py's import, gunicorn's master, devstack) and from code (the factory)."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from app import create_app
+from config import DEFAULTS, LIMITS, TestConfig
+from harness import ROOT
+
+# Each a value that once started the service and misbehaved later (or never worked).
+OUT_OF_RANGE = [
+    # cachelib takes 0 for "never expires" and drops such entries first whenever it prunes.
+    ("CACHE_TTL", "0"),
+    ("CACHE_TTL", "-5"),
+    ("CONSUMER_BATCH_SIZE", "0"),  # kafka-python asserts max_records > 0 inside every poll
+    ("CONSUMER_BATCH_WAIT_MS", "0"),  # a consumer that spins
+    ("DB_POOL_SIZE", "-1"),
+    ("DB_STATEMENT_TIMEOUT_MS", "-100"),
+    ("GUNICORN_THREADS", "100000"),
+    ("CACHE_MAX_BYTES", str(1 << 50)),
+    ("PORT", "70000"),
+]
+
+
+def start_python(code: str, **env: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", code], cwd=ROOT, env={**os.environ, **env},
+                          capture_output=True, text=True, timeout=60)
+
+
+@pytest.mark.parametrize("name, value", OUT_OF_RANGE)
+def test_a_setting_out_of_range_in_the_environment_stops_the_import(name, value):
+    run = start_python("import config", **{name: value})
+    assert run.returncode != 0
+    assert f"ValueError: {name}={int(value)} is out of range" in run.stderr
+
+
+@pytest.mark.parametrize("name, value", OUT_OF_RANGE)
+def test_a_setting_out_of_range_given_in_code_stops_the_factory(name, value):
+    with pytest.raises(ValueError, match=f"^{name}={int(value)} is out of range: .*, from "):
+        create_app(TestConfig, {"SQLALCHEMY_DATABASE_URI": "postgresql+psycopg2://x@127.0.0.1/x",
+                                name: int(value)})
+
+
+def test_gunicorn_stops_at_once_with_one_line_naming_the_setting():
+    """Not a traceback per worker booting again and again: the master stops before forking."""
+    run = subprocess.run([str(ROOT / ".venv" / "bin" / "gunicorn"), "--check-config", "wsgi:app"],
+                         cwd=ROOT, env={**os.environ, "CACHE_TTL": "0"}, capture_output=True, text=True,
+                         timeout=60)
+    assert run.returncode != 0
+    assert run.stderr.strip().splitlines() == [
+        "order-service: CACHE_TTL=0 is out of range: seconds an order stays cached (0 is not 'forever' "
+        "here), from 1 to 31536000. Fix it in the environment or .env."]
+
+
+def test_every_whole_number_setting_has_a_range_that_holds_its_default():
+    numbers = {name for name, value in DEFAULTS.items() if type(value) is int}
+    assert numbers == set(LIMITS), "each whole-number setting needs its range in config.LIMITS"
+    for name, (low, high, _) in LIMITS.items():
+        assert low <= DEFAULTS[name] <= high, name
