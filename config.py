@@ -151,8 +151,8 @@ LIMITS: dict[str, tuple[int, int, str]] = {
     "DB_LOCK_TIMEOUT_MS": (0, 3_600_000, "milliseconds (0: no limit)"),
     "AUTH_LEEWAY_S": (0, 300, "seconds of clock difference allowed on exp and nbf"),
     "AUTH_PROVIDER_TIMEOUT_S": (1, 60, "seconds a request thread may wait for the provider"),
-    "AUTH_JWKS_REFRESH_S": (1, 86_400, "seconds between two fetches of the provider's keys for an unknown kid"),
-    "AUTH_EDGE_CACHE_S": (1, 300, "seconds the edge keeps a token's answer (a revoked token reads that long)"),
+    "AUTH_JWKS_REFRESH_S": (1, 86_400, "seconds between two key fetches for unknown kids"),
+    "AUTH_EDGE_CACHE_S": (1, 300, "seconds the edge keeps a token's answer"),
     "EDGE_LOOKUP_RATE": (1, 1_000_000, "requests per second"),
     "EDGE_LOOKUP_BURST": (0, 1_000_000, "requests above the rate"),
 }

@@ -14,8 +14,8 @@ from cryptography import x509
 from sqlalchemy.engine import make_url
 
 from app.kafka_clients import KafkaSettings
-from config import DEFAULTS
-from devstack.certs import ensure_ca, ensure_server_certificate, private_dir
+from config import DEFAULTS, private_dir
+from devstack.certs import ensure_ca, ensure_server_certificate
 
 ROOT = Path(__file__).resolve().parents[2]
 PROBE = """
@@ -103,5 +103,5 @@ def test_certificates_are_issued_once_with_safe_modes_and_again_for_other_hosts(
 def test_a_symlink_where_a_private_directory_goes_is_refused(tmp_path):
     (tmp_path / "elsewhere").mkdir()
     (tmp_path / "tls").symlink_to(tmp_path / "elsewhere")
-    with pytest.raises(ValueError, match="symlink"):
+    with pytest.raises(PermissionError, match="symbolic link"):
         private_dir(tmp_path / "tls")
