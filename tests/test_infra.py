@@ -50,8 +50,13 @@ class Home:
         self.overrides = {
             "ORDER_SERVICE_HOME": str(self.path),
             "DATABASE_URL": self.database_url,
+            # One role for both (a developer's .env may name others, on other servers).
+            "MIGRATION_DATABASE_URL": self.database_url,
+            "DATABASE_PASSWORD": "",
+            "MIGRATION_DATABASE_PASSWORD": "",
             "KAFKA_BOOTSTRAP_SERVERS": f"127.0.0.1:{self.kafka_port}",
             "KAFKA_CONTROLLER_PORT": str(free_port()),
+            "KAFKA_SASL_PORT": str(free_port()),
             "KAFKA_TOPIC": "orders",
             "KAFKA_DLQ_TOPIC": "orders-dlq",
             "PORT": str(self.edge_port),

@@ -20,6 +20,8 @@ from app.kafka_clients import KafkaSettings, new_admin, new_consumer, new_produc
 from app.seed import OrderFactory, encode
 from config import Config, TestConfig
 from devstack import kafka_security
+from devstack.kafka import Kafka
+from devstack.settings import Settings
 from harness.kafka import admin, all_committed, end_offsets, produce, read_all
 from harness.security import local_ca, order_service_home, rogue_ca, sasl_settings, secure_kafka
 from harness.service import Service, service_env
@@ -168,8 +170,9 @@ def test_kafkas_own_tools_connect_with_client_sasl_properties():
     authenticates over TLS (else SSLHandshakeException or SaslAuthenticationException), and the
     broker then applies the service user's ACLs (it may read the topic, not its configuration)."""
     kafka_dir = order_service_home() / "kafka"
+    libs = Kafka(Settings.from_env()).libs()  # the broker's own jars, as `make infra` fetched them
     run = subprocess.run(
-        ["java", "-cp", str(kafka_dir / "libs" / "*"), "kafka.admin.ConfigCommand",
+        ["java", "-cp", str(libs / "*"), "kafka.admin.ConfigCommand",
          "--bootstrap-server", sasl_settings()["KAFKA_BOOTSTRAP_SERVERS"],
          "--command-config", str(kafka_dir / "client-sasl.properties"),
          "--describe", "--entity-type", "topics", "--entity-name", Config.KAFKA_TOPIC],
