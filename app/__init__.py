@@ -5,7 +5,7 @@ from typing import Any
 from flask import Flask
 
 from app.logs import configure_logging
-from config import Config, engine_options
+from config import READS_BIND, Config, engine_options, read_engine_options
 
 
 def create_app(config_class: type = Config, overrides: dict[str, Any] | None = None) -> Flask:
@@ -15,6 +15,7 @@ def create_app(config_class: type = Config, overrides: dict[str, Any] | None = N
     app.config.from_object(config_class)
     app.config.update(overrides or {})
     app.config.setdefault("SQLALCHEMY_ENGINE_OPTIONS", engine_options(app.config))
+    app.config.setdefault("SQLALCHEMY_BINDS", {READS_BIND: read_engine_options(app.config)})
     configure_logging(app)
 
     from app.cache import init_order_cache
@@ -43,7 +44,7 @@ def create_app(config_class: type = Config, overrides: dict[str, Any] | None = N
     from app.api.fast_path import CachedOrderFastPath
     from app.tracing import init_tracing
 
-    app.wsgi_app = CachedOrderFastPath(app.wsgi_app, order_cache)
+    app.wsgi_app = CachedOrderFastPath(app.wsgi_app, order_cache, app)
     # Outside the fast path (a cache hit gets its server span too), inside the request id's layer.
     init_tracing(app)
     app.wsgi_app = _behind_the_edge(app, app.wsgi_app)

@@ -106,7 +106,7 @@ def test_no_stack_trace_reaches_a_client(client, monkeypatch):
     def broken(order_uid):
         raise RuntimeError("secret internals")
 
-    monkeypatch.setattr(lookup, "get_order", broken)
+    monkeypatch.setattr(lookup, "order_body", broken)
     response = client.get("/order/some-id")
     assert response.status_code == 500
     assert response.get_json()["error"] == "internal_error"
@@ -340,7 +340,7 @@ def test_a_lookup_racing_the_consumer_never_hides_the_order_it_stored(client, ex
     import app.api.lookup as lookup
 
     application, path = client.application, f"/order/{example_order['order_uid']}"
-    read_postgresql = lookup.get_order
+    read_postgresql = lookup.order_body
 
     def consumer_commits_right_after_the_read(order_uid: str):
         found = read_postgresql(order_uid)
@@ -355,7 +355,7 @@ def test_a_lookup_racing_the_consumer_never_hides_the_order_it_stored(client, ex
         consumer.join()
         return found
 
-    monkeypatch.setattr(lookup, "get_order", consumer_commits_right_after_the_read)
+    monkeypatch.setattr(lookup, "order_body", consumer_commits_right_after_the_read)
     assert client.get(path).status_code == 404  # true when PostgreSQL was read
     monkeypatch.undo()
     again = client.get(path)

@@ -160,6 +160,10 @@ class OrderCache:
         """The order ready to send, kept unless it is larger than a tenth of the byte budget."""
         return self._put(document["order_uid"], CachedOrder.from_document(document))
 
+    def put_body(self, order_uid: str, body: bytes) -> CachedOrder:
+        """Served bytes as PostgreSQL stored them (a read-through), kept as put_document keeps them."""
+        return self._put(order_uid, CachedOrder.from_body(body))
+
     def _put(self, order_uid: str, cached: CachedOrder) -> CachedOrder:
         if self.enabled and len(cached.body) <= self._max_order_bytes:
             self._cache.set(order_uid, tuple(cached))

@@ -15,9 +15,10 @@ from sqlalchemy import Select, func, select, tuple_
 from sqlalchemy.exc import DBAPIError
 
 from app.data.models import items_table, orders_table
-from app.documents import ServedOrder, in_contract_order
+from app.documents import ServedOrder, encode_document, in_contract_order
 from app.extensions import db
 from app.validation.schema import ITEM_SCHEMA, NESTED_GROUPS, TOP_LEVEL_FIELDS
+from config import READS_BIND
 
 ITEM_FIELDS = list(ITEM_SCHEMA)
 
@@ -37,7 +38,7 @@ class _Prepared:
 
 
 # Every column but the generated ones, in the table's order, which models.py derives from the schema:
-# top-level fields, then delivery_* and payment_*, then content_hash.
+# top-level fields, then delivery_* and payment_*, then content_hash and body.
 _ORDER_COLUMNS = [column.name for column in orders_table.columns if column.name not in ("id", "ingested_at")]
 # A batch's new orders are copied into a temporary table of the session, then inserted from it in
 # one statement: COPY's text costs far less to write here and to parse in PostgreSQL than a
@@ -66,7 +67,7 @@ def _prepare(served: ServedOrder | dict[str, Any]) -> _Prepared:
     digest = hashlib.sha256(served.body).digest()
     top = [moment if name == "date_created" else order[name] for name in TOP_LEVEL_FIELDS]
     nested = [order[group][name] for group, schema in NESTED_GROUPS.items() for name in schema]
-    return _Prepared(order["order_uid"], (*top, *nested, digest), order["items"], digest)
+    return _Prepared(order["order_uid"], (*top, *nested, digest, served.body), order["items"], digest)
 
 
 def save_orders(orders: Sequence[ServedOrder | dict[str, Any]]) -> list[SaveOutcome]:
@@ -181,22 +182,70 @@ def _outcomes(
     return outcomes
 
 
+def order_body(order_uid: str) -> bytes | None:
+    """The order's served bytes (the body of GET /order/<order_uid>), None if it is unknown: one
+    indexed read of the row the consumer stored them in, on the reads engine. An order stored
+    before the body column existed (migration 0002) and not yet backfilled is assembled from its
+    rows, as before."""
+    row = _read_one(_ORDER_BODY, (order_uid,))
+    if row is None:
+        return None
+    order_id, body = row
+    if body is not None:
+        return bytes(body)
+    documents = read_documents(select(orders_table).where(orders_table.c.id == order_id))
+    return encode_document(documents[0])
+
+
+# A prepared statement per connection: PostgreSQL parses and plans the read once, not at every miss
+# (bench/README.md). It names its columns, so a migration that adds others leaves it valid.
+_PREPARED = "order_service_prepared"
+_PREPARE_ORDER_BODY = "PREPARE order_body (text) AS SELECT id, body FROM orders WHERE order_uid = $1"
+_ORDER_BODY = "EXECUTE order_body (%s)"
+
+
+def _read_one(statement: str, params: tuple) -> tuple | None:
+    """One row of `statement` on the reads engine (autocommit, no pre-ping: config.READS_BIND). A
+    connection that turns out to be closed (PostgreSQL restarted, a network cut) is dropped and
+    the read tried once more on a new one; any other error is raised as SQLAlchemy's."""
+    engine = db.engines[READS_BIND]
+    for attempt in (1, 2):
+        connection = None
+        try:
+            connection = engine.raw_connection()
+            with connection.cursor() as cursor:
+                if not connection.info.get(_PREPARED):
+                    cursor.execute(_PREPARE_ORDER_BODY)
+                    connection.info[_PREPARED] = True
+                cursor.execute(statement, params)
+                return cursor.fetchone()
+        except psycopg2.Error as exc:
+            if attempt == 1 and connection is not None and connection.dbapi_connection.closed:
+                connection.invalidate()
+                continue
+            raise DBAPIError.instance(statement, params, exc, psycopg2.Error) from exc
+        finally:
+            if connection is not None:
+                connection.close()
+    raise AssertionError("unreachable")
+
+
 def get_order(order_uid: str) -> dict[str, Any] | None:
     """The stored order as it came in (date_created in the served UTC form), or None."""
-    documents = _documents(select(orders_table).where(orders_table.c.order_uid == order_uid))
+    documents = read_documents(select(orders_table).where(orders_table.c.order_uid == order_uid))
     return documents[0] if documents else None
 
 
 def latest_orders(limit: int) -> list[dict[str, Any]]:
     """Full documents of the `limit` most recent orders, newest first (to warm the cache)."""
-    return _documents(
+    return read_documents(
         select(orders_table)
         .order_by(orders_table.c.date_created.desc(), orders_table.c.id.desc())
         .limit(limit)
     )
 
 
-def _documents(order_query: Select) -> list[dict[str, Any]]:
+def read_documents(order_query: Select) -> list[dict[str, Any]]:
     """Run a query on `orders` and assemble the documents with their items (two queries)."""
     rows = db.session.execute(order_query).mappings().all()
     if not rows:
