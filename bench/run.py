@@ -106,18 +106,24 @@ def migrate(database_url: str) -> None:
 def seed_topic(settings: Settings, topics, work: Path, say: Progress) -> list[bytes]:
     """Produce the orders with `flask seed-orders` (the real tool), and rebuild the same bytes here
     (same seed, same generator) for the ceilings."""
-    say(f"producing {settings.orders} orders with flask seed-orders --seed {SEED}")
-    env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": topics.bootstrap}
-    ids_file = work / "seeded-ids.txt"
-    subprocess.run(
-        [str(Path(sys.executable).with_name("flask")), "seed-orders", "--count", str(settings.orders),
-         "--seed", str(SEED), "--topic", topics.orders, "--ids-file", str(ids_file), "--quiet"],
-        cwd=ROOT, env=env, check=True,
-    )
+    ids_file = produce_orders(topics, settings.orders, SEED, work, say)
     values = [encode(order) for order in OrderFactory(SEED).orders(settings.orders)]
     first_id = ids_file.read_text().split("\n", 1)[0]
     assert json.loads(values[0])["order_uid"] == first_id, "the rebuilt orders differ from the seeded ones"
     return values
+
+
+def produce_orders(topics, count: int, seed: int, work: Path, say: Progress) -> Path:
+    """`count` orders to the topic with `flask seed-orders` (the real tool); the file of their ids."""
+    say(f"producing {count:,} orders with flask seed-orders --seed {seed}")
+    env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": topics.bootstrap}
+    ids_file = work / f"seeded-ids-{seed}.txt"
+    subprocess.run(
+        [str(Path(sys.executable).with_name("flask")), "seed-orders", "--count", str(count),
+         "--seed", str(seed), "--topic", topics.orders, "--ids-file", str(ids_file), "--quiet"],
+        cwd=ROOT, env=env, check=True,
+    )
+    return ids_file
 
 
 def vacuum(database_url: str, say: Progress) -> None:
@@ -237,6 +243,7 @@ def measure_ingest(database: str, topics, settings: Settings, work: Path, say: P
         f"total {per_order['total']:.0f}; machine busy {cpu['machine']['busy_share']:.0%}, "
         f"{cpu['machine']['others_us_per_order']:.0f} µs per order outside the three")
     return {"orders_per_s": round(rate, 1), "peak_rss_mb": round(peak_rss / 2**20, 1), **cpu,
+            "processes": {"postgres": meter.postmaster, "kafka": meter.broker},
             "timeline": [[round(t, 2), count] for t, count in timeline]}
 
 
@@ -281,7 +288,7 @@ def measure_reads(database: str, topics, settings: Settings, work: Path, say: Pr
                 rounds["edge"].append(wrk(edge, ids_file, settings, "edge", say))
             with running_edge(service, work) as edge:
                 rounds["edge_first_pass"].append(wrk_one_pass(edge, ids_file, settings, work, say))
-        results.update({name: _best(runs) for name, runs in rounds.items()})
+        results.update({name: best_round(runs) for name, runs in rounds.items()})
         results["edge_first_pass"]["ids"] = len(ids)
         results["missing"] = wrk(service, missing_file, settings, "missing", say)
     finally:
@@ -298,7 +305,7 @@ def measure_reads(database: str, topics, settings: Settings, work: Path, say: Pr
     return results
 
 
-def _best(runs: list[dict]) -> dict:
+def best_round(runs: list[dict]) -> dict:
     """The round with the most requests per second, with every round kept for the record."""
     best = max(runs, key=lambda run: run["rps"])
     return {**best, "runs": runs}
@@ -309,9 +316,11 @@ def _warmups(log: str, workers: int) -> list[tuple[str, str]] | None:
     return found if len(found) >= workers else None
 
 
-def wrk(service: Service | Edge, ids_file: Path, settings: Settings, name: str, say: Progress) -> dict:
+def wrk(service: Service | Edge, ids_file: Path, settings: Settings, name: str, say: Progress,
+        prefix: str = "/order/") -> dict:
+    """GET <prefix><id> for ids drawn at random from `ids_file`."""
     say(f"read/{name}: wrk, {settings.connections} connections, {settings.duration_s} s")
-    env = {**os.environ, "BENCH_IDS_FILE": str(ids_file), "BENCH_PATH_PREFIX": "/order/"}
+    env = {**os.environ, "BENCH_IDS_FILE": str(ids_file), "BENCH_PATH_PREFIX": prefix}
     out = subprocess.run(
         ["wrk", f"-t{WRK_THREADS}", f"-c{settings.connections}", f"-d{settings.duration_s}s", "--timeout",
          "5s", "-s", str(WRK_SCRIPT), service.url],
