@@ -246,14 +246,38 @@ pg_init_cluster() {
   pg_as_owner "$PG_BIN/initdb" -D "$PG_DATA" -U postgres -E UTF8 --locale=C.UTF-8 \
     --auth-local=trust --auth-host=scram-sha-256 >>"$PG_LOG" 2>&1 ||
     die "initdb failed; read $PG_LOG"
-  # A test machine: more room than the defaults, but durability settings stay as they are.
   pg_as_owner tee -a "$PG_DATA/postgresql.conf" >/dev/null <<EOF
 
 $PG_CONF_MARKER
 # Port, listen address and socket directory come from pg_ctl -o, so DATABASE_URL can change them.
-shared_buffers = 256MB
-max_connections = 200
 EOF
+}
+
+# infra/postgres/postgresql.conf (explained in README), applied on every `up`: copied into the data
+# dir, which postgresql.conf includes last, so it wins over the lines above. Prints "changed" when
+# the copy is new. A running server is reloaded by pg_up; a setting that needs a restart says so.
+PG_OWN_CONF=order-service.conf
+pg_apply_settings() {
+  local include="include_if_exists = '$PG_OWN_CONF'"
+  grep -qxF "$include" "$PG_DATA/postgresql.conf" ||
+    printf '%s\n' "$include" | pg_as_owner tee -a "$PG_DATA/postgresql.conf" >/dev/null
+  if ! cmp -s "$ROOT/infra/postgres/postgresql.conf" "$PG_DATA/$PG_OWN_CONF"; then
+    pg_as_owner tee "$PG_DATA/$PG_OWN_CONF" <"$ROOT/infra/postgres/postgresql.conf" >/dev/null
+    echo changed
+  fi
+}
+
+pg_reload_settings() {
+  pg_as_owner "$PG_BIN/pg_ctl" reload -D "$PG_DATA" >>"$PG_LOG" 2>&1 || die "pg_ctl reload failed; read $PG_LOG"
+  local pending
+  pending=$("$PG_BIN/psql" -X -q -At -h "$PG_DIR" -p "$PG_PORT" -U postgres -d postgres \
+    -c "SELECT string_agg(name, ', ') FROM pg_settings WHERE pending_restart")
+  if [[ -n $pending ]]; then
+    say "PostgreSQL: applied infra/postgres/postgresql.conf; $pending only after a restart" \
+      "(make infra-down && make infra, when no one else's tests are using this server)"
+  else
+    say "PostgreSQL: applied infra/postgres/postgresql.conf"
+  fi
 }
 
 # Fails if our server is gone; dies if it neither answers nor goes away within 30 s.
@@ -310,6 +334,7 @@ pg_up() {
       die "our PostgreSQL (pid $pid) listens on port $(pg_port_of_running), but DATABASE_URL says" \
         "$PG_PORT: run 'scripts/infra.sh down' first"
     if pg_wait_ready; then
+      [[ -z $(pg_apply_settings) ]] || pg_reload_settings
       pg_ensure_role_and_db
       pg_check_login
       say "PostgreSQL: already running at $PG_HOST:$PG_PORT (ours, pid $pid)"
@@ -338,6 +363,7 @@ pg_up() {
   if [[ $PG_DIR != "$CACHE/pg" && ! -e $CACHE/pg ]]; then ln -sfn "$PG_DIR" "$CACHE/pg"; fi
 
   pg_clear_stale_locks
+  pg_apply_settings >/dev/null
   say "PostgreSQL: starting at $PG_HOST:$PG_PORT (data $PG_DATA)"
   # The log is opened here rather than by pg_ctl -l because as root the server's user may not be
   # able to reach $CACHE/logs; it inherits the open file instead. 9>&- keeps the server from
