@@ -337,7 +337,7 @@ def scale_ratios(results: dict) -> dict[str, float]:
 def _orders_from_environment() -> int:
     raw = os.environ.get("BENCH_SCALE_ORDERS") or str(DEFAULT_ORDERS)
     if not raw.replace("_", "").isdecimal() or not raw.isascii() or int(raw) < 1:
-        sys.exit(f"bench: BENCH_SCALE_ORDERS={raw!r} is not a positive whole number (e.g. 2000000 or 10_000_000)")
+        sys.exit(f"bench: BENCH_SCALE_ORDERS={raw!r} is not a positive whole number (2000000, 10_000_000)")
     return int(raw)
 
 

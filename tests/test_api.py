@@ -77,7 +77,7 @@ def test_an_order_arriving_after_a_miss_is_served_at_once_by_the_writing_worker(
     assert client.get(f"/order/{example_order['order_uid']}").status_code == 404
     save(app, [example_order])
     # What the consumer does after its commit:
-    order_cache_for(client.application).put_documents([served_form(example_order)])
+    order_cache_for(client.application).put_document(served_form(example_order))
     assert client.get(f"/order/{example_order['order_uid']}").status_code == 200
 
 
@@ -348,7 +348,7 @@ def test_a_lookup_racing_the_consumer_never_hides_the_order_it_stored(client, ex
         def consume() -> None:  # on a thread and in a session of its own, as the consumer does
             with application.app_context():
                 save_orders([example_order])
-            order_cache_for(application).put_documents([served_form(example_order)])
+            order_cache_for(application).put_document(served_form(example_order))
 
         consumer = threading.Thread(target=consume)
         consumer.start()

@@ -191,10 +191,27 @@ def order_body(order_uid: str) -> bytes | None:
     if row is None:
         return None
     order_id, body = row
-    if body is not None:
-        return bytes(body)
-    documents = read_documents(select(orders_table).where(orders_table.c.id == order_id))
-    return encode_document(documents[0])
+    return bytes(body) if body is not None else _assembled_bodies([order_id])[order_uid]
+
+
+def latest_bodies(limit: int) -> list[tuple[str, bytes]]:
+    """(order_uid, served bytes) of the `limit` most recent orders, newest first (to warm the cache)."""
+    rows = db.session.execute(
+        select(orders_table.c.id, orders_table.c.order_uid, orders_table.c.body)
+        .order_by(orders_table.c.date_created.desc(), orders_table.c.id.desc())
+        .limit(limit)
+    ).all()
+    assembled = _assembled_bodies([row.id for row in rows if row.body is None])
+    return [(row.order_uid, bytes(row.body) if row.body is not None else assembled[row.order_uid])
+            for row in rows]
+
+
+def _assembled_bodies(order_ids: list[int]) -> dict[str, bytes]:
+    """The served bytes of orders that have none stored (before migration 0002), from their rows."""
+    if not order_ids:
+        return {}
+    documents = read_documents(select(orders_table).where(orders_table.c.id.in_(order_ids)))
+    return {document["order_uid"]: encode_document(document) for document in documents}
 
 
 # A prepared statement per connection: PostgreSQL parses and plans the read once, not at every miss
@@ -234,15 +251,6 @@ def get_order(order_uid: str) -> dict[str, Any] | None:
     """The stored order as it came in (date_created in the served UTC form), or None."""
     documents = read_documents(select(orders_table).where(orders_table.c.order_uid == order_uid))
     return documents[0] if documents else None
-
-
-def latest_orders(limit: int) -> list[dict[str, Any]]:
-    """Full documents of the `limit` most recent orders, newest first (to warm the cache)."""
-    return read_documents(
-        select(orders_table)
-        .order_by(orders_table.c.date_created.desc(), orders_table.c.id.desc())
-        .limit(limit)
-    )
 
 
 def read_documents(order_query: Select) -> list[dict[str, Any]]:
