@@ -14,6 +14,8 @@ from werkzeug.wrappers import Response as WerkzeugResponse
 import app.api.lookup as lookup
 from app import create_app
 from app.api.fast_path import CachedOrderFastPath
+from app.cache import order_cache_for
+from app.cache.warmup import warm_cache
 from app.data.backfill import backfill_bodies
 from app.documents import ServedOrder, encode_document, served_form
 from app.extensions import db
@@ -198,3 +200,15 @@ def test_a_read_on_a_connection_postgresql_has_dropped_is_answered_on_a_new_one(
     admin.close()
     again = client.get(path)
     assert again.status_code == 200 and again.headers["X-Order-Source"] == "database"
+
+
+def test_the_warm_up_serves_the_stored_bytes_and_assembles_those_of_older_orders(
+        app, database_url, empty_db):
+    orders = list(OrderFactory(seed=64).orders(6))
+    save(app, orders)
+    expected = {order["order_uid"]: stored_body(app, order["order_uid"]) for order in orders}
+    forget_bodies(app, *[order["order_uid"] for order in orders[:3]])
+    starting = create_app(TestConfig, {"SQLALCHEMY_DATABASE_URI": database_url, "CACHE_WARMUP": 6})
+    assert warm_cache(starting) == 6
+    cache = order_cache_for(starting)
+    assert {uid: cache.lookup(uid).body for uid in expected} == expected
