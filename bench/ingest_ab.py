@@ -14,8 +14,10 @@ round ingests `--new-orders` new orders through gunicorn (2 workers) from a topi
 
 import argparse
 import json
+import re
 import shutil
 import statistics
+import subprocess
 import tempfile
 from pathlib import Path
 
@@ -24,7 +26,7 @@ from bench.run import Progress, Settings, measure_ingest, produce_orders
 from bench.scale import NEW_ORDERS_SEED, _new_database, checkpoint, count, settle, sql, wal_written
 from config import Config
 from harness import ROOT
-from harness.cluster import OwnCluster
+from harness.cluster import PG_BIN, OwnCluster, as_owner
 from harness.kafka import create_topics, delete_topics
 
 
@@ -39,6 +41,20 @@ def prewarm(database: str) -> None:
     sql(database, "CREATE EXTENSION IF NOT EXISTS pg_prewarm")
     sql(database, "SELECT sum(pg_prewarm(indexrelid)) FROM pg_index "
         "WHERE indrelid IN ('orders'::regclass, 'order_items'::regclass)")
+
+
+def full_page_images_by_relation(cluster: OwnCluster, database: str, start: str, end: str) -> dict[str, int]:
+    """How many full-page images the five relations with most got between two WAL positions
+    (pg_waldump)."""
+    out = subprocess.run(as_owner([str(PG_BIN / "pg_waldump"), "-p", str(cluster.data / "pg_wal"),
+                                    "-s", start, "-e", end]), capture_output=True, text=True).stdout
+    counts: dict[int, int] = {}
+    for match in re.finditer(r"rel \d+/\d+/(\d+) (?:fork \w+ )?blk \d+ FPW", out):
+        counts[int(match[1])] = counts.get(int(match[1]), 0) + 1
+    names = dict(sql(database, "SELECT relfilenode, relname FROM pg_class WHERE relfilenode = ANY(%s)",
+                     (list(counts),)))
+    most = sorted(counts.items(), key=lambda item: -item[1])[:5]
+    return {names.get(node, str(node)): count for node, count in most}
 
 
 def main() -> None:
@@ -72,19 +88,24 @@ def main() -> None:
                         if not args.no_checkpoint:
                             checkpoint(database)
                         before, wal_before = count(database), wal_written(database)
+                        [(start,)] = sql(database, "SELECT pg_current_wal_lsn()")
                         say(f"{name}, round {round_number + 1}: {before:,} orders before; {settings}")
                         result = measure_ingest(database, topics, Settings(orders=args.new_orders), work, say,
                                                 root=root)
                         wal = {key: (value - wal_before[key]) / args.new_orders
                                for key, value in wal_written(database).items()}
                         assert count(database) - before == args.new_orders
+                        [(end,)] = sql(database, "SELECT pg_current_wal_lsn()")
+                        by_relation = full_page_images_by_relation(cluster, database, start, end)
                     finally:
                         delete_topics(topics)
                     runs[name].append({"orders_per_s": result["orders_per_s"],
                                        "cpu_us_per_order": result["cpu_us_per_order"],
-                                       "machine": result["machine"], "wal_per_order": wal})
+                                       "machine": result["machine"], "wal_per_order": wal,
+                                       "full_page_images": by_relation})
                     say(f"{name}: {result['orders_per_s']:,.0f} orders/s, WAL {wal['bytes']:,.0f} bytes and "
-                        f"{wal['full_page_images']:.2f} full-page images per order")
+                        f"{wal['full_page_images']:.2f} full-page images per order; images by relation "
+                        f"{by_relation}")
         finally:
             shutil.rmtree(work, ignore_errors=True)
     print("\n| variant | orders/s, each round | CPU µs per order (all three), each round | "

@@ -22,7 +22,7 @@ SUPERUSER = "postgres"
 _OVERRIDES = "overrides.conf"
 
 
-def _as_owner(command: list[str]) -> list[str]:
+def as_owner(command: list[str]) -> list[str]:
     """PostgreSQL refuses to run as root: as root, its tools run as the `postgres` system user."""
     return ["runuser", "-u", "postgres", "--", *command] if os.geteuid() == 0 else command
 
@@ -111,7 +111,7 @@ class OwnCluster:
         self.destroy()
 
     def _run(self, command: list[str], what: str) -> str:
-        done = subprocess.run(_as_owner(command), capture_output=True, text=True, cwd=self.dir)
+        done = subprocess.run(as_owner(command), capture_output=True, text=True, cwd=self.dir)
         if done.returncode != 0:
             log = self.log_path.read_text(errors="replace")[-2000:] if self.log_path.exists() else ""
             raise RuntimeError(f"{what} failed ({done.returncode}): {done.stderr.strip()[-2000:]}\n{log}")
