@@ -263,7 +263,7 @@ def measure_reads(database: str, topics, settings: Settings, work: Path, say: Pr
     service = Service(env, work / "cached.log").start()
     ceiling: Service | None = None
     try:
-        warmups = wait_until(lambda: _warmups(service.log(), workers=2), 120, "both caches warmed")
+        warmups = wait_until(lambda: warmed_caches(service.log(), workers=2), 120, "both caches warmed")
         results["warmup_s"] = max(float(seconds) for _, seconds in warmups)
         results["warmup_orders"] = int(warmups[0][0])
         say(f"read: caches warmed with {warmups[0][0]} orders in {results['warmup_s']} s")
@@ -311,7 +311,7 @@ def best_round(runs: list[dict]) -> dict:
     return {**best, "runs": runs}
 
 
-def _warmups(log: str, workers: int) -> list[tuple[str, str]] | None:
+def warmed_caches(log: str, workers: int) -> list[tuple[str, str]] | None:
     found = re.findall(r"cache warmed with (\d+) orders in ([\d.]+) s", log)
     return found if len(found) >= workers else None
 

@@ -45,6 +45,7 @@ from bench.run import (
     migrate,
     produce_orders,
     running_edge,
+    warmed_caches,
     wrk,
     wrk_one_pass,
 )
@@ -54,6 +55,7 @@ from harness.cluster import OwnCluster
 from harness.kafka import Topics, create_topics, delete_topics
 from harness.postgres import admin_dsn, create_database, drop_database
 from harness.service import Service, service_env
+from harness.waiting import wait_until
 
 DEFAULT_ORDERS = 2_000_000
 NEW_ORDERS_SEED = 100
@@ -307,7 +309,27 @@ def read_cases(database: str, topics: Topics, settings: ScaleSettings, work: Pat
                                         say, prefix="/orders?limit=20&before=")
     finally:
         service.stop()
+    results["cached"] = _cached_reads(database, topics, len(ids), wrk_settings, work, say, label)
     return results
+
+
+def _cached_reads(database: str, topics: Topics, ids: int, settings: Settings, work: Path, say: Progress,
+                  label: str) -> dict:
+    """Reads from the workers' caches in the same run (the most recent orders, which each worker's
+    warm-up loads): what the cold figures compare with on a machine whose speed others' work
+    changes from minute to minute."""
+    newest = "SELECT order_uid FROM orders ORDER BY date_created DESC, id DESC LIMIT %s"
+    recent = [uid for (uid,) in sql(database, newest, (ids,))]
+    ids_file = work / f"recent-{label}.txt"
+    ids_file.write_text("\n".join(recent) + "\n")
+    env = service_env(database, topics, CONSUMER_ENABLED="false", CACHE_WARMUP=str(len(recent)),
+                      CACHE_THRESHOLD=str(max(20_000, 2 * len(recent))))
+    service = Service(env, work / f"cached-{label}.log").start()
+    try:
+        wait_until(lambda: warmed_caches(service.log(), workers=2), 300, "both caches warmed")
+        return _metered_wrk(service, database, ids_file, settings, f"cached {label}", say)
+    finally:
+        service.stop()
 
 
 def _metered_wrk(service: Service, database: str, ids_file: Path, settings: Settings, name: str,
@@ -331,6 +353,7 @@ def scale_ratios(results: dict) -> dict[str, float]:
     return {
         "ingest_large_vs_empty": round(ingest["large"]["orders_per_s"] / ingest["empty"]["orders_per_s"], 3),
         "cold_large_vs_small": round(read["large"]["cold"]["rps"] / read["small"]["cold"]["rps"], 3),
+        "cold_vs_cached_large": round(read["large"]["cold"]["rps"] / read["large"]["cached"]["rps"], 3),
     }
 
 
