@@ -187,7 +187,7 @@ def order_body(order_uid: str) -> bytes | None:
     indexed read of the row the consumer stored them in, on the reads engine. An order stored
     before the body column existed (migration 0002) and not yet backfilled is assembled from its
     rows, as before."""
-    row = _read_one(_ORDER_BODY, (order_uid,))
+    row = _stored_row(order_uid)
     if row is None:
         return None
     order_id, body = row
@@ -221,8 +221,8 @@ _PREPARE_ORDER_BODY = "PREPARE order_body (text) AS SELECT id, body FROM orders 
 _ORDER_BODY = "EXECUTE order_body (%s)"
 
 
-def _read_one(statement: str, params: tuple) -> tuple | None:
-    """One row of `statement` on the reads engine (autocommit, no pre-ping: config.READS_BIND). A
+def _stored_row(order_uid: str) -> tuple[int, Any] | None:
+    """(id, body) of the order, on the reads engine (autocommit, no pre-ping: config.READS_BIND). A
     connection that turns out to be closed (PostgreSQL restarted, a network cut) is dropped and
     the read tried once more on a new one; any other error is raised as SQLAlchemy's."""
     engine = db.engines[READS_BIND]
@@ -234,13 +234,13 @@ def _read_one(statement: str, params: tuple) -> tuple | None:
                 if not connection.info.get(_PREPARED):
                     cursor.execute(_PREPARE_ORDER_BODY)
                     connection.info[_PREPARED] = True
-                cursor.execute(statement, params)
+                cursor.execute(_ORDER_BODY, (order_uid,))
                 return cursor.fetchone()
         except psycopg2.Error as exc:
             if attempt == 1 and connection is not None and connection.dbapi_connection.closed:
                 connection.invalidate()
                 continue
-            raise DBAPIError.instance(statement, params, exc, psycopg2.Error) from exc
+            raise DBAPIError.instance(_ORDER_BODY, (order_uid,), exc, psycopg2.Error) from exc
         finally:
             if connection is not None:
                 connection.close()
