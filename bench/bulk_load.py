@@ -77,11 +77,14 @@ def _columns(cursor, table: str) -> list[str]:
     return [name for (name,) in cursor.fetchall()]
 
 
-# Per new order i: its template's slot, a new uid (20 to 32 hex characters, like the generator's
-# 20 to 32) and a new instant within the generator's window, in whole seconds.
+# Per new order i: its template's slot, a new uid and a new instant within the generator's window,
+# in whole seconds. The uid has the generator's length (20 to 32) and alphabet (a-z, 0-9: base64 of
+# a digest, lower-cased, its two other symbols mapped to letters), so that new orders' uids fall
+# among the loaded ones all over the index, as they would in a table filled by the service.
 _NEW = """
     SELECT i, i %% {templates} AS slot,
-           substr(md5(i::text) || md5(i::text || 'u'), 1, 20 + (i %% 13)::int) AS uid,
+           substr(translate(lower(encode(sha256(i::text::bytea), 'base64')), '+/', 'qz'),
+                  1, 20 + (i %% 13)::int) AS uid,
            to_timestamp({start} + ('x' || substr(md5(i::text || 'd'), 1, 8))::bit(32)::bigint %% {span})
              AS created
     FROM generate_series(%(low)s::bigint, %(high)s::bigint) AS i
