@@ -4,6 +4,7 @@ through here. No HTTP here: what a page or a summary looks like is the API's bus
 import hashlib
 import io
 import re
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -11,6 +12,7 @@ from enum import StrEnum
 from typing import Any
 
 import psycopg2
+from flask import current_app
 from sqlalchemy import Select, func, select, tuple_
 from sqlalchemy.exc import DBAPIError
 
@@ -216,35 +218,51 @@ def _assembled_bodies(order_ids: list[int]) -> dict[str, bytes]:
 
 # A prepared statement per connection: PostgreSQL parses and plans the read once, not at every miss
 # (bench/README.md). It names its columns, so a migration that adds others leaves it valid.
-_PREPARED = "order_service_prepared"
 _PREPARE_ORDER_BODY = "PREPARE order_body (text) AS SELECT id, body FROM orders WHERE order_uid = $1"
 _ORDER_BODY = "EXECUTE order_body (%s)"
+# Where each app keeps its threads' own connections of the reads engine (a threading.local).
+_HELD = "order_service.held_read_connections"
 
 
 def _stored_row(order_uid: str) -> tuple[int, Any] | None:
-    """(id, body) of the order, on the reads engine (autocommit, no pre-ping: config.READS_BIND). A
-    connection that turns out to be closed (PostgreSQL restarted, a network cut) is dropped and
-    the read tried once more on a new one; any other error is raised as SQLAlchemy's."""
-    engine = db.engines[READS_BIND]
+    """(id, body) of the order, on this thread's connection of the reads engine. A connection that
+    turns out to be closed (PostgreSQL restarted, a network cut) is dropped and the read tried once
+    more on a new one; any other error is raised as SQLAlchemy's."""
+    held = current_app.extensions.setdefault(_HELD, threading.local())
     for attempt in (1, 2):
         connection = None
         try:
-            connection = engine.raw_connection()
+            connection = getattr(held, "connection", None) or _hold_connection(held)
             with connection.cursor() as cursor:
-                if not connection.info.get(_PREPARED):
-                    cursor.execute(_PREPARE_ORDER_BODY)
-                    connection.info[_PREPARED] = True
                 cursor.execute(_ORDER_BODY, (order_uid,))
                 return cursor.fetchone()
         except psycopg2.Error as exc:
-            if attempt == 1 and connection is not None and connection.dbapi_connection.closed:
-                connection.invalidate()
+            broken = connection is not None and connection.closed
+            if broken:
+                held.connection = None
+                connection.close()
+            if attempt == 1 and broken:
                 continue
             raise DBAPIError.instance(_ORDER_BODY, (order_uid,), exc, psycopg2.Error) from exc
-        finally:
-            if connection is not None:
-                connection.close()
     raise AssertionError("unreachable")
+
+
+def _hold_connection(held: threading.local) -> Any:
+    """A connection of the reads engine (config.READS_BIND: autocommit, so a read is one round trip)
+    that this thread keeps, the statement prepared on it: a miss then costs no pool checkout,
+    check-in or reset (bench/README.md). It leaves the pool for good, so the pool does not count
+    it: each request thread holds one (gunicorn's threads live as long as their worker)."""
+    pooled = db.engines[READS_BIND].raw_connection()
+    pooled.detach()
+    connection = pooled.dbapi_connection
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute(_PREPARE_ORDER_BODY)
+    except BaseException:
+        connection.close()
+        raise
+    held.connection = connection
+    return connection
 
 
 def get_order(order_uid: str) -> dict[str, Any] | None:
