@@ -7,10 +7,12 @@ PostgreSQL backend's CPU and the wall time per read, one thread, on a cluster of
 Each round runs every variant once, in turn (A, B, C, ... then again), on random stored ids:
 - rows: today's miss before the body column, get_order (two queries through the ORM session) and
   the served bytes encoded from the document;
-- session: order_body, the stored bytes in one indexed read through the session (what the service
-  does), each read in an app context of its own like a request;
+- session: the stored bytes in one indexed read through the ORM session, each read in an app
+  context of its own like a request;
 - autocommit ...: the same read on an engine of autocommit connections (no BEGIN / ROLLBACK), with
   and without the pool's pre-ping (a SELECT 1 at every checkout), and with a prepared statement;
+- order_body: what the service does (autocommit, prepared, on a connection the thread keeps), in an
+  app context of its own;
 - built by PostgreSQL: the served bytes built in SQL from the rows in one query, checked against
   content_hash in Python.
 """
@@ -39,6 +41,7 @@ from harness.cluster import OwnCluster
 from harness.postgres import create_database
 
 _BODY = "SELECT id, body FROM orders WHERE order_uid = %s"
+_SESSION_BODY = text("SELECT body FROM orders WHERE order_uid = :uid")
 
 
 def _text_json(column: str, rules: dict[str, Any]) -> str:
@@ -91,6 +94,11 @@ def variants(app, url: str) -> dict[str, Callable[[str], bytes | None]]:
 
     def session(uid: str) -> bytes | None:
         with app.app_context():
+            row = db.session.execute(_SESSION_BODY, {"uid": uid}).first()
+            return bytes(row[0]) if row else None
+
+    def service(uid: str) -> bytes | None:
+        with app.app_context():
             return order_body(uid)
 
     def raw(engine, statement: str, prepare: str | None = None) -> Callable[[str], Any]:
@@ -128,7 +136,7 @@ def variants(app, url: str) -> dict[str, Callable[[str], bytes | None]]:
 
     return {"rows": rows, "session": session, "autocommit, pre-ping": body_of(ping_read),
             "autocommit": body_of(plain_read), "autocommit, prepared": body_of(prepared_read),
-            "built by PostgreSQL": built}
+            "order_body": service, "built by PostgreSQL": built}
 
 
 def main() -> None:
