@@ -14,7 +14,7 @@ FONTS := fonts-noto-cjk fonts-noto-color-emoji
 # apt-get needs root; as another user, sudo.
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: help install infra infra-down infra-status migrate run test lint seed bench tools clean
+.PHONY: help install infra infra-down infra-status migrate run test lint seed bench bench-scale tools clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
@@ -63,8 +63,12 @@ lint: install ## ruff, and the layering (import-linter contracts in pyproject.to
 seed: migrate ## produce fake orders to Kafka: make seed ARGS="--count 1000 --rate 200"
 	$(BIN)/flask seed-orders $(ARGS)
 
-bench: migrate tools ## benchmarks against the real services (not part of make test)
+bench: migrate tools ## benchmarks against the real services (not part of make test), then bench-scale
 	$(BIN)/python -m bench
+	$(BIN)/python -m bench.scale
+
+bench-scale: infra tools ## the same service at BENCH_SCALE_ORDERS orders (2,000,000) against an empty database
+	$(BIN)/python -m bench.scale
 
 clean: ## remove the virtualenv (the services' data lives in ~/.cache/order-service)
 	rm -rf $(VENV)

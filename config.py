@@ -340,6 +340,18 @@ def engine_options(config: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
+# The bind of the engine that reads orders for GET /order/<id> (app/data/store.py, order_body):
+# autocommit connections and no pre-ping, so that a read is one round trip, without BEGIN,
+# ROLLBACK or SELECT 1 around it (a connection found broken is dropped and the read tried again).
+READS_BIND = "reads"
+
+
+def read_engine_options(config: Mapping[str, Any]) -> dict[str, Any]:
+    """The reads engine's options (a Flask-SQLAlchemy bind), on the app's own database."""
+    return {**engine_options(config), "url": config["SQLALCHEMY_DATABASE_URI"],
+            "isolation_level": "AUTOCOMMIT", "pool_pre_ping": False}
+
+
 class Config:
     SQLALCHEMY_DATABASE_URI = database_url("DATABASE_URL", "DATABASE_PASSWORD")
     MIGRATION_DATABASE_URL = migration_database_url()

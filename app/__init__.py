@@ -5,7 +5,7 @@ from typing import Any
 from flask import Flask
 
 from app.logs import configure_logging
-from config import Config, check_settings, engine_options
+from config import READS_BIND, Config, check_settings, engine_options, read_engine_options
 
 
 def create_app(config_class: type = Config, overrides: dict[str, Any] | None = None) -> Flask:
@@ -16,6 +16,7 @@ def create_app(config_class: type = Config, overrides: dict[str, Any] | None = N
     app.config.update(overrides or {})
     check_settings(app.config)
     app.config.setdefault("SQLALCHEMY_ENGINE_OPTIONS", engine_options(app.config))
+    app.config.setdefault("SQLALCHEMY_BINDS", {READS_BIND: read_engine_options(app.config)})
     configure_logging(app)
 
     from app.cache import init_order_cache
@@ -47,7 +48,7 @@ def create_app(config_class: type = Config, overrides: dict[str, Any] | None = N
     from app.auth import with_access_check
     from app.tracing import init_tracing
 
-    app.wsgi_app = CachedOrderFastPath(app.wsgi_app, order_cache)
+    app.wsgi_app = CachedOrderFastPath(app.wsgi_app, order_cache, app)
     # Outside the fast path: no answer with an order skips the access check.
     app.wsgi_app = with_access_check(app, app.wsgi_app)
     # Outside the fast path (a cache hit gets its server span too), inside the request id's layer.

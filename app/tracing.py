@@ -5,7 +5,7 @@ Off, nothing is installed: no provider, no exporter thread, no middleware, no da
 consumer's spans go to the API's no-op tracer. On:
 - `init_tracing(app)` (the factory) puts OpenTelemetry's WSGI middleware in front of the cache-hit
   fast path, so every request gets a server span (with its X-Request-ID), names Flask's spans by
-  route, and traces every PostgreSQL statement of the app's engine (psycopg2's instrumentation on
+  route, and traces every PostgreSQL statement of the app's two engines (psycopg2's instrumentation on
   each new connection, which also sees the statements save_orders runs on the raw cursor, where
   SQLAlchemy's own events do not; its COPYs are not statements it traces);
 - `start_tracing()` creates the provider and its BatchSpanProcessor thread: gunicorn's
@@ -77,12 +77,13 @@ def _trace_database(app: Flask) -> None:
 
     from app.extensions import db
 
-    with app.app_context():
-        engine = db.engine
-
-    @event.listens_for(engine, "connect")
     def _instrument(dbapi_connection, _record) -> None:
         Psycopg2Instrumentor.instrument_connection(dbapi_connection)
+
+    with app.app_context():
+        engines = list(db.engines.values())  # the default one and the reads one (config.READS_BIND)
+    for engine in engines:
+        event.listen(engine, "connect", _instrument)
 
 
 def start_tracing() -> bool:

@@ -7,16 +7,39 @@ README_START, README_END = "<!-- bench:start -->", "<!-- bench:end -->"
 
 
 def write_all(results: dict, out_dir: Path, readme: Path | None) -> list[Path]:
+    """A `make bench` run's results; the scale section of an earlier run (bench/scale.py, a run of
+    its own) is kept."""
+    earlier = _load(out_dir)
+    if "scale" in earlier and "scale" not in results:
+        results = {**results, "scale": earlier["scale"]}
+    return _write(results, out_dir, readme) + plot(results, out_dir)
+
+
+def merge_scale(scale: dict, out_dir: Path, readme: Path | None) -> list[Path]:
+    """A scale run's results, in place of the scale section of latest.json (the rest is kept)."""
+    return _write({**_load(out_dir), "scale": scale}, out_dir, readme)
+
+
+def _load(out_dir: Path) -> dict:
+    path = out_dir / "latest.json"
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def _write(results: dict, out_dir: Path, readme: Path | None) -> list[Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
     json_path = out_dir / "latest.json"
     json_path.write_text(json.dumps(results, indent=2) + "\n")
-    table = markdown_table(results)
+    sections = []
+    if "ingest" in results:
+        sections.append(markdown_table(results))
+    if "scale" in results:
+        sections.append(scale_table(results["scale"]))
+    table = "\n".join(sections)
     md_path = out_dir / "latest.md"
     md_path.write_text(table)
-    written = [json_path, md_path, *plot(results, out_dir)]
     if readme is not None:
         update_readme(readme, table)
-    return written
+    return [json_path, md_path]
 
 
 def markdown_table(results: dict) -> str:
@@ -73,6 +96,66 @@ def markdown_table(results: dict) -> str:
     return "\n".join(lines)
 
 
+def scale_table(scale: dict) -> str:
+    """The scale run: each measure on the small database (the empty one after its ingest) and on
+    the large one, and the goals."""
+    ingest, small, large = scale["ingest"], scale["read"]["small"], scale["read"]["large"]
+    new_orders = scale["settings"]["new_orders"]
+
+    def ingest_cell(run: dict) -> str:
+        rounds = ", ".join(f"{each['orders_per_s']:,.0f}" for each in run["runs"])
+        return f"{run['orders_per_s']:,.0f} ({run['cpu_us_per_order']['total']:.0f} µs CPU per order, all; " \
+               f"rounds {rounds})"
+
+    def machine_cell(run: dict) -> str:
+        return f"{run['machine']['busy_share']:.0%}; {run['machine']['others_us_per_order']:,.0f}"
+
+    def wal_cell(run: dict) -> str:
+        return f"{run['wal_per_order']['bytes']:,.0f}; {run['wal_per_order']['full_page_images']:.2f}"
+
+    def cold_cpu(case: dict) -> str:
+        cpu = case["cpu_us_per_request"]
+        return f"{cpu['service']:.0f} / {cpu['postgres_bench_db']:.0f}"
+
+    rows = [
+        (f"ingest of {new_orders:,} new orders, gunicorn 2 workers (orders/s)", ingest_cell(ingest["empty"]),
+         ingest_cell(ingest["large"]), f"{scale['ratios']['ingest_large_vs_empty']:.2f}× (goal ≥ 0.9×)"),
+        ("its WAL per new order (bytes; full-page images)", wal_cell(ingest["empty"]),
+         wal_cell(ingest["large"]), "each round right after a CHECKPOINT"),
+        ("the machine in the best round: both cores busy; µs an order of other people's work",
+         machine_cell(ingest["empty"]), machine_cell(ingest["large"]), "a shared machine"),
+        ("cold `GET /order/<id>`, cache off, gunicorn directly (req/s; p50 / p99 ms)", _rate(small["cold"]),
+         _rate(large["cold"]), "goal ≥ 4,500 req/s, p99 ≤ 30 ms"),
+        ("its CPU per request: workers / PostgreSQL (µs)", cold_cpu(small["cold"]), cold_cpu(large["cold"]),
+         ""),
+        ("reads from the workers' caches, same run (req/s; p50 / p99 ms)", _rate(small["cached"]),
+         _rate(large["cached"]), f"cold / cached: {scale['ratios']['cold_vs_cached_large']:.2f}"),
+        (f"edge, one pass over {large['edge_first_pass']['requests']:,} random stored ids, every request "
+         "a miss (req/s; p50 / p99 ms)", _rate(small["edge_first_pass"]), _rate(large["edge_first_pass"]),
+         ""),
+        ("`GET /orders?limit=20`, first page (req/s; p50 / p99 ms)", _rate(small["list_first_page"]),
+         _rate(large["list_first_page"]), ""),
+        (f"the page {small['deep_rows']:,} / {large['deep_rows']:,} rows deep (req/s; p50 / p99 ms)",
+         _rate(small["list_deep_page"]), _rate(large["list_deep_page"]), ""),
+        ("bytes stored per order, tables and indexes", "",
+         f"{scale['storage']['bytes_per_order']:,.0f}", ""),
+    ]
+    server = scale["server"]
+    lines = [
+        f"Scale run of {scale['date']} at commit `{scale['commit'][:10]}`: {small['orders']:,} against "
+        f"{large['orders']:,} orders (grown by bulk load in {scale['load']['seconds']:.0f} s), "
+        f"PostgreSQL {'of the bench' + chr(39) + 's own' if scale['own_cluster'] else 'of DATABASE_URL'} "
+        f"(shared_buffers {server['shared_buffers']}, max_wal_size {server['max_wal_size']}, "
+        f"wal_compression {server['wal_compression']}).",
+        "",
+        f"| measure | {small['orders']:,} orders | {large['orders']:,} orders | ratio / goal |",
+        "| --- | ---: | ---: | --- |",
+        *(f"| {a} | {b} | {c} | {d} |" for a, b, c, d in rows),
+        "",
+    ]
+    return "\n".join(lines)
+
+
 def _cpu_rows(ingest: dict) -> list[tuple[str, str, str, str]]:
     """CPU per stored order during the ingest run, by process group, and the machine's busy CPU over
     the same window: what it has beyond the three groups is other people's work on a shared machine."""
@@ -95,6 +178,7 @@ def _rate(case: dict) -> str:
 
 
 def plot(results: dict, out_dir: Path) -> list[Path]:
+    """The ingest rate over time and the read latencies of a `make bench` run."""
     import matplotlib
 
     matplotlib.use("Agg")

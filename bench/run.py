@@ -111,18 +111,24 @@ def migrate(database_url: str) -> None:
 def seed_topic(settings: Settings, topics, work: Path, say: Progress) -> list[bytes]:
     """Produce the orders with `flask seed-orders` (the real tool), and rebuild the same bytes here
     (same seed, same generator) for the ceilings."""
-    say(f"producing {settings.orders} orders with flask seed-orders --seed {SEED}")
-    env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": topics.bootstrap}
-    ids_file = work / "seeded-ids.txt"
-    subprocess.run(
-        [str(Path(sys.executable).with_name("flask")), "seed-orders", "--count", str(settings.orders),
-         "--seed", str(SEED), "--topic", topics.orders, "--ids-file", str(ids_file), "--quiet"],
-        cwd=ROOT, env=env, check=True,
-    )
+    ids_file = produce_orders(topics, settings.orders, SEED, work, say)
     values = [encode(order) for order in OrderFactory(SEED).orders(settings.orders)]
     first_id = ids_file.read_text().split("\n", 1)[0]
     assert json.loads(values[0])["order_uid"] == first_id, "the rebuilt orders differ from the seeded ones"
     return values
+
+
+def produce_orders(topics, count: int, seed: int, work: Path, say: Progress) -> Path:
+    """`count` orders to the topic with `flask seed-orders` (the real tool); the file of their ids."""
+    say(f"producing {count:,} orders with flask seed-orders --seed {seed}")
+    env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": topics.bootstrap}
+    ids_file = work / f"seeded-ids-{seed}.txt"
+    subprocess.run(
+        [str(Path(sys.executable).with_name("flask")), "seed-orders", "--count", str(count),
+         "--seed", str(seed), "--topic", topics.orders, "--ids-file", str(ids_file), "--quiet"],
+        cwd=ROOT, env=env, check=True,
+    )
+    return ids_file
 
 
 def vacuum(database_url: str, say: Progress) -> None:
@@ -242,6 +248,7 @@ def measure_ingest(database: str, topics, settings: Settings, work: Path, say: P
         f"total {per_order['total']:.0f}; machine busy {cpu['machine']['busy_share']:.0%}, "
         f"{cpu['machine']['others_us_per_order']:.0f} µs per order outside the three")
     return {"orders_per_s": round(rate, 1), "peak_rss_mb": round(peak_rss / 2**20, 1), **cpu,
+            "processes": {"postgres": meter.postmaster, "kafka": meter.broker},
             "timeline": [[round(t, 2), count] for t, count in timeline]}
 
 
@@ -266,8 +273,8 @@ def measure_reads(database: str, topics, settings: Settings, work: Path, say: Pr
     tokens = Tokens()
     ceiling: Service | None = None
     try:
-        wait_until(lambda: _warmups(secured.log(), workers=2), 120, "both caches warmed (with auth)")
-        warmups = wait_until(lambda: _warmups(service.log(), workers=2), 120, "both caches warmed")
+        wait_until(lambda: warmed_caches(secured.log(), workers=2), 120, "both caches warmed (with auth)")
+        warmups = wait_until(lambda: warmed_caches(service.log(), workers=2), 120, "both caches warmed")
         results["warmup_s"] = max(float(seconds) for _, seconds in warmups)
         results["warmup_orders"] = int(warmups[0][0])
         say(f"read: caches warmed with {warmups[0][0]} orders in {results['warmup_s']} s")
@@ -290,16 +297,16 @@ def measure_reads(database: str, topics, settings: Settings, work: Path, say: Pr
             rounds["ceiling"].append(wrk(ceiling, ids_file, settings, "ceiling", say))
             rounds["cached"].append(wrk(service, ids_file, settings, "cached", say))
             rounds["cached_auth"].append(
-                wrk(secured, ids_file, settings, "cached_auth", say, tokens(*SCOPES)))
+                wrk(secured, ids_file, settings, "cached_auth", say, token=tokens(*SCOPES)))
             with running_edge(secured, work, auth=True) as edge:
                 wrk_one_pass(edge, ids_file, settings, work, say, "edge_auth_fill", tokens(*SCOPES))
-                rounds["edge_auth"].append(wrk(edge, ids_file, settings, "edge_auth", say, tokens(*SCOPES)))
+                rounds["edge_auth"].append(wrk(edge, ids_file, settings, "edge_auth", say, token=tokens(*SCOPES)))
             with running_edge(service, work) as edge:
                 rounds["edge_cold"].append(wrk(edge, ids_file, settings, "edge_cold", say))
                 rounds["edge"].append(wrk(edge, ids_file, settings, "edge", say))
             with running_edge(service, work) as edge:
                 rounds["edge_first_pass"].append(wrk_one_pass(edge, ids_file, settings, work, say))
-        results.update({name: _best(runs) for name, runs in rounds.items()})
+        results.update({name: best_round(runs) for name, runs in rounds.items()})
         results["edge_first_pass"]["ids"] = len(ids)
         results["missing"] = wrk(service, missing_file, settings, "missing", say)
     finally:
@@ -318,21 +325,22 @@ def measure_reads(database: str, topics, settings: Settings, work: Path, say: Pr
     return results
 
 
-def _best(runs: list[dict]) -> dict:
+def best_round(runs: list[dict]) -> dict:
     """The round with the most requests per second, with every round kept for the record."""
     best = max(runs, key=lambda run: run["rps"])
     return {**best, "runs": runs}
 
 
-def _warmups(log: str, workers: int) -> list[tuple[str, str]] | None:
+def warmed_caches(log: str, workers: int) -> list[tuple[str, str]] | None:
     found = re.findall(r"cache warmed with (\d+) orders in ([\d.]+) s", log)
     return found if len(found) >= workers else None
 
 
 def wrk(service: Service | Edge, ids_file: Path, settings: Settings, name: str, say: Progress,
-        token: str = "") -> dict:
+        prefix: str = "/order/", token: str = "") -> dict:
+    """GET <prefix><id> for ids drawn at random from `ids_file`; with `token`, as its bearer."""
     say(f"read/{name}: wrk, {settings.connections} connections, {settings.duration_s} s")
-    env = {**os.environ, "BENCH_IDS_FILE": str(ids_file), "BENCH_PATH_PREFIX": "/order/",
+    env = {**os.environ, "BENCH_IDS_FILE": str(ids_file), "BENCH_PATH_PREFIX": prefix,
            **({"BENCH_AUTHORIZATION": f"Bearer {token}"} if token else {})}
     out = subprocess.run(
         ["wrk", f"-t{WRK_THREADS}", f"-c{settings.connections}", f"-d{settings.duration_s}s", "--timeout",

@@ -43,7 +43,7 @@ if os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT"):
     from app.tracing import start_tracing
     assert start_tracing()
 order = next(OrderFactory(seed=1).orders(1))
-order_cache_for(app).put_documents([served_form(order)])
+order_cache_for(app).put_document(served_form(order))
 environ = {"REQUEST_METHOD": "GET", "PATH_INFO": "/order/" + order["order_uid"], "QUERY_STRING": "",
            "SERVER_NAME": "bench", "SERVER_PORT": "80", "SERVER_PROTOCOL": "HTTP/1.1",
            "REMOTE_ADDR": "127.0.0.1", "wsgi.url_scheme": "http", "HTTP_HOST": "bench",

@@ -77,7 +77,7 @@ def test_an_order_arriving_after_a_miss_is_served_at_once_by_the_writing_worker(
     assert client.get(f"/order/{example_order['order_uid']}").status_code == 404
     save(app, [example_order])
     # What the consumer does after its commit:
-    order_cache_for(client.application).put_documents([served_form(example_order)])
+    order_cache_for(client.application).put_document(served_form(example_order))
     assert client.get(f"/order/{example_order['order_uid']}").status_code == 200
 
 
@@ -106,7 +106,7 @@ def test_no_stack_trace_reaches_a_client(client, monkeypatch):
     def broken(order_uid):
         raise RuntimeError("secret internals")
 
-    monkeypatch.setattr(lookup, "get_order", broken)
+    monkeypatch.setattr(lookup, "order_body", broken)
     response = client.get("/order/some-id")
     assert response.status_code == 500
     assert response.get_json()["error"] == "internal_error"
@@ -340,7 +340,7 @@ def test_a_lookup_racing_the_consumer_never_hides_the_order_it_stored(client, ex
     import app.api.lookup as lookup
 
     application, path = client.application, f"/order/{example_order['order_uid']}"
-    read_postgresql = lookup.get_order
+    read_postgresql = lookup.order_body
 
     def consumer_commits_right_after_the_read(order_uid: str):
         found = read_postgresql(order_uid)
@@ -348,14 +348,14 @@ def test_a_lookup_racing_the_consumer_never_hides_the_order_it_stored(client, ex
         def consume() -> None:  # on a thread and in a session of its own, as the consumer does
             with application.app_context():
                 save_orders([example_order])
-            order_cache_for(application).put_documents([served_form(example_order)])
+            order_cache_for(application).put_document(served_form(example_order))
 
         consumer = threading.Thread(target=consume)
         consumer.start()
         consumer.join()
         return found
 
-    monkeypatch.setattr(lookup, "get_order", consumer_commits_right_after_the_read)
+    monkeypatch.setattr(lookup, "order_body", consumer_commits_right_after_the_read)
     assert client.get(path).status_code == 404  # true when PostgreSQL was read
     monkeypatch.undo()
     again = client.get(path)

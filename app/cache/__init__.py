@@ -160,15 +160,15 @@ class OrderCache:
         """The order ready to send, kept unless it is larger than a tenth of the byte budget."""
         return self._put(document["order_uid"], CachedOrder.from_document(document))
 
+    def put_body(self, order_uid: str, body: bytes) -> CachedOrder:
+        """Served bytes as PostgreSQL stored them (a read-through, the warm-up), kept as put_document
+        keeps them. Replaces any remembered miss."""
+        return self._put(order_uid, CachedOrder.from_body(body))
+
     def _put(self, order_uid: str, cached: CachedOrder) -> CachedOrder:
         if self.enabled and len(cached.body) <= self._max_order_bytes:
             self._cache.set(order_uid, tuple(cached))
         return cached
-
-    def put_documents(self, documents: Iterable[dict[str, Any]]) -> None:
-        """Documents in get_order's served form (the warm-up's). Replaces any remembered miss."""
-        for document in documents:
-            self.put_document(document)
 
     def put_served(self, orders: Iterable[ServedOrder]) -> None:
         """Write-through from the consumer: the bytes it built once for storage, served as they are.

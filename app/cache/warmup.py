@@ -10,7 +10,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from app.cache import order_cache_for
 from app.data.errors import first_line
-from app.data.store import latest_orders
+from app.data.store import latest_bodies
 
 log = logging.getLogger(__name__)
 
@@ -24,14 +24,15 @@ def warm_cache(app: Flask) -> int:
     started = time.perf_counter()
     try:
         with app.app_context():
-            documents = latest_orders(size)
+            bodies = latest_bodies(size)
     except SQLAlchemyError as exc:
         # Not fatal: reads fall through to PostgreSQL (and fill the cache) once it is back.
         log.warning("cache warm-up skipped, PostgreSQL unavailable: %s", first_line(exc))
         return 0
-    order_cache.put_documents(documents)
-    log.info("cache warmed with %d orders in %.2f s", len(documents), time.perf_counter() - started)
-    return len(documents)
+    for order_uid, body in bodies:
+        order_cache.put_body(order_uid, body)
+    log.info("cache warmed with %d orders in %.2f s", len(bodies), time.perf_counter() - started)
+    return len(bodies)
 
 
 def start_cache_warmup(app: Flask) -> threading.Thread:

@@ -50,6 +50,9 @@ orders_table = Table(
     # SHA-256 of the canonical served form: tells a redelivery (same hash) from a conflict.
     Column("content_hash", LargeBinary(32), nullable=False),
     Column("ingested_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    # The served bytes themselves, so that a read is one indexed row (app/data/store.py, order_body);
+    # NULL for orders stored before migration 0002 until `flask backfill-bodies` fills them in.
+    Column("body", LargeBinary, nullable=True),
     UniqueConstraint("order_uid"),
 )
 Index("ix_orders_recent", orders_table.c.date_created.desc(), orders_table.c.id.desc())

@@ -4,6 +4,7 @@ through here. No HTTP here: what a page or a summary looks like is the API's bus
 import hashlib
 import io
 import re
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -11,13 +12,15 @@ from enum import StrEnum
 from typing import Any
 
 import psycopg2
+from flask import current_app
 from sqlalchemy import Select, func, select, tuple_
 from sqlalchemy.exc import DBAPIError
 
 from app.data.models import items_table, orders_table
-from app.documents import ServedOrder, in_contract_order
+from app.documents import ServedOrder, encode_document, in_contract_order
 from app.extensions import db
 from app.validation.schema import ITEM_SCHEMA, NESTED_GROUPS, TOP_LEVEL_FIELDS
+from config import READS_BIND
 
 ITEM_FIELDS = list(ITEM_SCHEMA)
 
@@ -37,7 +40,7 @@ class _Prepared:
 
 
 # Every column but the generated ones, in the table's order, which models.py derives from the schema:
-# top-level fields, then delivery_* and payment_*, then content_hash.
+# top-level fields, then delivery_* and payment_*, then content_hash and body.
 _ORDER_COLUMNS = [column.name for column in orders_table.columns if column.name not in ("id", "ingested_at")]
 # A batch's new orders are copied into a temporary table of the session, then inserted from it in
 # one statement: COPY's text costs far less to write here and to parse in PostgreSQL than a
@@ -66,7 +69,7 @@ def _prepare(served: ServedOrder | dict[str, Any]) -> _Prepared:
     digest = hashlib.sha256(served.body).digest()
     top = [moment if name == "date_created" else order[name] for name in TOP_LEVEL_FIELDS]
     nested = [order[group][name] for group, schema in NESTED_GROUPS.items() for name in schema]
-    return _Prepared(order["order_uid"], (*top, *nested, digest), order["items"], digest)
+    return _Prepared(order["order_uid"], (*top, *nested, digest, served.body), order["items"], digest)
 
 
 def save_orders(orders: Sequence[ServedOrder | dict[str, Any]]) -> list[SaveOutcome]:
@@ -181,22 +184,94 @@ def _outcomes(
     return outcomes
 
 
+def order_body(order_uid: str) -> bytes | None:
+    """The order's served bytes (the body of GET /order/<order_uid>), None if it is unknown: one
+    indexed read of the row the consumer stored them in, on the reads engine. An order stored
+    before the body column existed (migration 0002) and not yet backfilled is assembled from its
+    rows, as before."""
+    row = _stored_row(order_uid)
+    if row is None:
+        return None
+    order_id, body = row
+    return bytes(body) if body is not None else _assembled_bodies([order_id])[order_uid]
+
+
+def latest_bodies(limit: int) -> list[tuple[str, bytes]]:
+    """(order_uid, served bytes) of the `limit` most recent orders, newest first (to warm the cache)."""
+    rows = db.session.execute(
+        select(orders_table.c.id, orders_table.c.order_uid, orders_table.c.body)
+        .order_by(orders_table.c.date_created.desc(), orders_table.c.id.desc())
+        .limit(limit)
+    ).all()
+    assembled = _assembled_bodies([row.id for row in rows if row.body is None])
+    return [(row.order_uid, bytes(row.body) if row.body is not None else assembled[row.order_uid])
+            for row in rows]
+
+
+def _assembled_bodies(order_ids: list[int]) -> dict[str, bytes]:
+    """The served bytes of orders that have none stored (before migration 0002), from their rows."""
+    if not order_ids:
+        return {}
+    documents = read_documents(select(orders_table).where(orders_table.c.id.in_(order_ids)))
+    return {document["order_uid"]: encode_document(document) for document in documents}
+
+
+# A prepared statement per connection: PostgreSQL parses and plans the read once, not at every miss
+# (bench/README.md). It names its columns, so a migration that adds others leaves it valid.
+_PREPARE_ORDER_BODY = "PREPARE order_body (text) AS SELECT id, body FROM orders WHERE order_uid = $1"
+_ORDER_BODY = "EXECUTE order_body (%s)"
+# Where each app keeps its threads' own connections of the reads engine (a threading.local).
+_HELD = "order_service.held_read_connections"
+
+
+def _stored_row(order_uid: str) -> tuple[int, Any] | None:
+    """(id, body) of the order, on this thread's connection of the reads engine. A connection that
+    turns out to be closed (PostgreSQL restarted, a network cut) is dropped and the read tried once
+    more on a new one; any other error is raised as SQLAlchemy's."""
+    held = current_app.extensions.setdefault(_HELD, threading.local())
+    for attempt in (1, 2):
+        connection = None
+        try:
+            connection = getattr(held, "connection", None) or _hold_connection(held)
+            with connection.cursor() as cursor:
+                cursor.execute(_ORDER_BODY, (order_uid,))
+                return cursor.fetchone()
+        except psycopg2.Error as exc:
+            broken = connection is not None and connection.closed
+            if broken:
+                held.connection = None
+                connection.close()
+            if attempt == 1 and broken:
+                continue
+            raise DBAPIError.instance(_ORDER_BODY, (order_uid,), exc, psycopg2.Error) from exc
+    raise AssertionError("unreachable")
+
+
+def _hold_connection(held: threading.local) -> Any:
+    """A connection of the reads engine (config.READS_BIND: autocommit, so a read is one round trip)
+    that this thread keeps, the statement prepared on it: a miss then costs no pool checkout,
+    check-in or reset (bench/README.md). It leaves the pool for good, so the pool does not count
+    it: each request thread holds one (gunicorn's threads live as long as their worker)."""
+    pooled = db.engines[READS_BIND].raw_connection()
+    pooled.detach()
+    connection = pooled.dbapi_connection
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute(_PREPARE_ORDER_BODY)
+    except BaseException:
+        connection.close()
+        raise
+    held.connection = connection
+    return connection
+
+
 def get_order(order_uid: str) -> dict[str, Any] | None:
     """The stored order as it came in (date_created in the served UTC form), or None."""
-    documents = _documents(select(orders_table).where(orders_table.c.order_uid == order_uid))
+    documents = read_documents(select(orders_table).where(orders_table.c.order_uid == order_uid))
     return documents[0] if documents else None
 
 
-def latest_orders(limit: int) -> list[dict[str, Any]]:
-    """Full documents of the `limit` most recent orders, newest first (to warm the cache)."""
-    return _documents(
-        select(orders_table)
-        .order_by(orders_table.c.date_created.desc(), orders_table.c.id.desc())
-        .limit(limit)
-    )
-
-
-def _documents(order_query: Select) -> list[dict[str, Any]]:
+def read_documents(order_query: Select) -> list[dict[str, Any]]:
     """Run a query on `orders` and assemble the documents with their items (two queries)."""
     rows = db.session.execute(order_query).mappings().all()
     if not rows:

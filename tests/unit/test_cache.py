@@ -55,7 +55,7 @@ def test_a_miss_is_remembered_then_forgotten():
 def test_an_arriving_order_replaces_a_remembered_miss():
     cache = make_cache()
     cache.remember_missing("late")
-    cache.put_documents([document("late")])
+    cache.put_document(document("late"))
     assert cache.lookup("late") == CachedOrder.from_document(document("late"))
 
 
