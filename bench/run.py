@@ -300,7 +300,8 @@ def measure_reads(database: str, topics, settings: Settings, work: Path, say: Pr
                 wrk(secured, ids_file, settings, "cached_auth", say, token=tokens(*SCOPES)))
             with running_edge(secured, work, auth=True) as edge:
                 wrk_one_pass(edge, ids_file, settings, work, say, "edge_auth_fill", tokens(*SCOPES))
-                rounds["edge_auth"].append(wrk(edge, ids_file, settings, "edge_auth", say, token=tokens(*SCOPES)))
+                rounds["edge_auth"].append(
+                    wrk(edge, ids_file, settings, "edge_auth", say, token=tokens(*SCOPES)))
             with running_edge(service, work) as edge:
                 rounds["edge_cold"].append(wrk(edge, ids_file, settings, "edge_cold", say))
                 rounds["edge"].append(wrk(edge, ids_file, settings, "edge", say))

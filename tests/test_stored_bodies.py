@@ -21,7 +21,14 @@ from app.documents import ServedOrder, encode_document, served_form
 from app.extensions import db
 from app.seed import OrderFactory
 from config import Config, TestConfig
-from harness.postgres import admin_dsn, create_database, drop_database
+from harness.postgres import (
+    admin_dsn,
+    app_database,
+    create_database,
+    drop_database,
+    execute_as_owner,
+    owner_url,
+)
 from tests.helpers import save
 
 
@@ -31,12 +38,16 @@ def stored_body(app, order_uid: str) -> bytes | None:
     return None if body is None else bytes(body)
 
 
-def forget_bodies(app, *order_uids: str) -> None:
-    """As orders stored before migration 0002 are: rows without their bytes."""
-    with app.app_context():
-        db.session.execute(text("UPDATE orders SET body = NULL WHERE order_uid = ANY(:uids)"),
-                           {"uids": list(order_uids)})
-        db.session.commit()
+def forget_bodies(database_url: str, *order_uids: str) -> None:
+    """As orders stored before migration 0002 are: rows without their bytes (made so by the owner:
+    the service's role may not update)."""
+    execute_as_owner(database_url, "UPDATE orders SET body = NULL WHERE order_uid = ANY(%s)",
+                     (list(order_uids),))
+
+
+def as_owner(database_url: str):
+    """An app on the owner's role, for what `flask backfill-bodies` does as the owner."""
+    return create_app(TestConfig, {"SQLALCHEMY_DATABASE_URI": owner_url(database_url)})
 
 
 def fast_path_of(app) -> CachedOrderFastPath:
@@ -87,7 +98,7 @@ def test_a_miss_answers_alike_on_the_fast_path_and_through_flask(app, database_u
     assert sorted(fast.headers.items()) == sorted(flask_only.headers.items())
 
 
-def test_an_unknown_id_and_a_database_error_are_read_once(database_url, empty_db, monkeypatch):
+def test_an_unknown_id_and_a_database_error_are_read_once(database_url, empty_db, monkeypatch, authorize):
     reads = []
     real_read = lookup.order_body
 
@@ -97,7 +108,7 @@ def test_an_unknown_id_and_a_database_error_are_read_once(database_url, empty_db
 
     monkeypatch.setattr(lookup, "order_body", counted)
     cache_off = create_app(TestConfig, {"SQLALCHEMY_DATABASE_URI": database_url, "CACHE_THRESHOLD": 0})
-    unknown = cache_off.test_client().get("/order/never-stored")
+    unknown = authorize(cache_off.test_client()).get("/order/never-stored")
     assert unknown.status_code == 404 and unknown.headers["X-Order-Source"] == "database"
     assert reads == ["never-stored"]
 
@@ -106,19 +117,19 @@ def test_an_unknown_id_and_a_database_error_are_read_once(database_url, empty_db
         raise OperationalError("SELECT", {}, Exception("connection refused"))
 
     monkeypatch.setattr(lookup, "order_body", unreachable)
-    down = cache_off.test_client().get("/order/some-order")
+    down = authorize(cache_off.test_client()).get("/order/some-order")
     assert down.status_code == 503 and down.get_json()["error"] == "database_unavailable"
     assert reads == ["never-stored", "some-order"]
 
 
 def test_an_order_stored_before_the_column_is_served_from_its_rows_as_before(
-        app, database_url, empty_db, example_order):
+        app, database_url, empty_db, example_order, authorize):
     example_order["date_created"] = "2021-11-26T09:22:19.5+03:00"  # served in UTC, with a fraction
     save(app, [example_order])
     stored = stored_body(app, example_order["order_uid"])
-    forget_bodies(app, example_order["order_uid"])
+    forget_bodies(database_url, example_order["order_uid"])
     reader = create_app(TestConfig, {"SQLALCHEMY_DATABASE_URI": database_url})
-    response = reader.test_client().get(f"/order/{example_order['order_uid']}")
+    response = authorize(reader.test_client()).get(f"/order/{example_order['order_uid']}")
     assert response.status_code == 200 and response.data == stored
     assert response.get_json()["date_created"] == "2021-11-26T06:22:19.500000Z"
 
@@ -128,25 +139,23 @@ def test_the_backfill_stores_the_bytes_that_were_served(app, database_url, empty
     save(app, orders)
     uids = [order["order_uid"] for order in orders]
     before = {uid: stored_body(app, uid) for uid in uids}
-    forget_bodies(app, *uids)
-    with app.app_context():
+    forget_bodies(database_url, *uids)
+    with as_owner(database_url).app_context():
         batches = list(backfill_bodies(batch_size=10))
+        assert list(backfill_bodies()) == []  # nothing left: a second run does nothing
     assert [batch.filled for batch in batches] == [10, 10, 5]
     assert all(batch.mismatched == [] for batch in batches)
     assert {uid: stored_body(app, uid) for uid in uids} == before
-    with app.app_context():
-        assert list(backfill_bodies()) == []  # nothing left: a second run does nothing
 
 
-def test_the_backfill_leaves_an_order_whose_rows_no_longer_match_its_hash(app, empty_db):
+def test_the_backfill_leaves_an_order_whose_rows_no_longer_match_its_hash(app, database_url, empty_db):
     orders = list(OrderFactory(seed=62).orders(3))
     save(app, orders)
     uids = [order["order_uid"] for order in orders]
-    forget_bodies(app, *uids)
-    with app.app_context():  # a row changed behind the service's back
-        db.session.execute(text("UPDATE orders SET delivery_city = 'Elsewhere' WHERE order_uid = :uid"),
-                           {"uid": uids[1]})
-        db.session.commit()
+    forget_bodies(database_url, *uids)
+    # A row changed behind the service's back.
+    execute_as_owner(database_url, "UPDATE orders SET delivery_city = 'Elsewhere' WHERE order_uid = %s",
+                     (uids[1],))
     result = app.test_cli_runner().invoke(args=["backfill-bodies", "--quiet"])
     assert result.exit_code == 1, result.output
     assert "3 orders without stored bytes" in result.output
@@ -158,10 +167,10 @@ def test_the_backfill_leaves_an_order_whose_rows_no_longer_match_its_hash(app, e
     assert "1 orders without stored bytes" in again.output and again.exit_code == 1
 
 
-def test_migration_0002_keeps_the_orders_already_stored_and_serves_them_unchanged():
+def test_migration_0002_keeps_the_orders_already_stored_and_serves_them_unchanged(authorize):
     url = create_database(Config.SQLALCHEMY_DATABASE_URI, "orders_migration_0002")
     try:
-        application = create_app(TestConfig, {"SQLALCHEMY_DATABASE_URI": url})
+        application = create_app(TestConfig, app_database(url))
         orders = list(OrderFactory(seed=63).orders(5))
         with application.app_context():
             upgrade()
@@ -171,12 +180,15 @@ def test_migration_0002_keeps_the_orders_already_stored_and_serves_them_unchange
             upgrade()
             assert db.session.scalar(text("SELECT count(*) FROM orders WHERE body IS NULL")) == 5
             db.session.commit()
-        client = application.test_client()
+        client = authorize(application.test_client())
         served = {uid: client.get(f"/order/{uid}").data for uid in expected}
         assert served == expected
-        with application.app_context():
+        owner = as_owner(url)
+        with owner.app_context():
             assert sum(batch.filled for batch in backfill_bodies()) == 5
             stored = dict(db.session.execute(text("SELECT order_uid, body FROM orders")).all())
+            db.engine.dispose()
+        with application.app_context():
             db.engine.dispose()
         assert {uid: bytes(body) for uid, body in stored.items()} == expected
     finally:
@@ -184,11 +196,11 @@ def test_migration_0002_keeps_the_orders_already_stored_and_serves_them_unchange
 
 
 def test_a_read_on_a_connection_postgresql_has_dropped_is_answered_on_a_new_one(
-        database_url, empty_db, app, example_order):
+        database_url, empty_db, app, example_order, authorize):
     save(app, [example_order])
     path = f"/order/{example_order['order_uid']}"
     reader = create_app(TestConfig, {"SQLALCHEMY_DATABASE_URI": database_url, "CACHE_THRESHOLD": 0})
-    client = reader.test_client()
+    client = authorize(reader.test_client())
     assert client.get(path).status_code == 200  # the reads engine now holds an open connection
     admin = psycopg2.connect(admin_dsn(database_url, make_url(database_url).database))
     admin.autocommit = True
@@ -207,7 +219,7 @@ def test_the_warm_up_serves_the_stored_bytes_and_assembles_those_of_older_orders
     orders = list(OrderFactory(seed=64).orders(6))
     save(app, orders)
     expected = {order["order_uid"]: stored_body(app, order["order_uid"]) for order in orders}
-    forget_bodies(app, *[order["order_uid"] for order in orders[:3]])
+    forget_bodies(database_url, *[order["order_uid"] for order in orders[:3]])
     starting = create_app(TestConfig, {"SQLALCHEMY_DATABASE_URI": database_url, "CACHE_WARMUP": 6})
     assert warm_cache(starting) == 6
     cache = order_cache_for(starting)

@@ -4,6 +4,7 @@ before migration 0002 (until then they are served from their rows, as before).""
 import time
 
 import click
+from flask import Flask, current_app
 from flask.cli import with_appcontext
 from tqdm import tqdm
 
@@ -19,7 +20,22 @@ from app.data.backfill import backfill_bodies, orders_without_body
 @with_appcontext
 def backfill(batch_size: int, pause_ms: int, quiet: bool) -> None:
     """Store the served bytes of every order that has none yet. Online and resumable (run it
-    again after an interruption); each order is checked against the hash taken at ingest."""
+    again after an interruption); each order is checked against the hash taken at ingest. Runs as
+    the owner (MIGRATION_DATABASE_URL), as migrations do."""
+    with _as_owner().app_context():
+        _backfill(batch_size, pause_ms, quiet)
+
+
+def _as_owner() -> Flask:
+    """The app on the owner's role: the backfill updates a column of stored orders, which the
+    service's role (SELECT and INSERT only) may not."""
+    from app import create_app
+
+    config = current_app.config
+    return create_app(overrides={**config, "SQLALCHEMY_DATABASE_URI": config["MIGRATION_DATABASE_URL"]})
+
+
+def _backfill(batch_size: int, pause_ms: int, quiet: bool) -> None:
     total = orders_without_body()
     click.echo(f"{total:,} orders without stored bytes")
     mismatched: list[str] = []
