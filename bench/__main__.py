@@ -21,7 +21,7 @@ def main() -> None:
                         connections=args.connections, out_dir=args.out)
     if args.smoke:
         settings = Settings(orders=2000, read_ids=200, duration_s=2, connections=8, store_batch=100,
-                            out_dir=args.out, smoke=True)
+                            out_dir=args.out, smoke=True, read_rounds=1)
     results = run(settings)
     readme = None if settings.smoke else ROOT / "README.md"
     for path in write_all(results, settings.out_dir, readme):

@@ -58,6 +58,8 @@ class Settings:
     store_batch: int = 500
     out_dir: Path = ROOT / "bench" / "results"
     smoke: bool = False
+    # Rounds of the alternated read cases, each case keeping its best.
+    read_rounds: int = 2
 
 
 class Progress:
@@ -293,7 +295,7 @@ def measure_reads(database: str, topics, settings: Settings, work: Path, say: Pr
         # gunicorn once per token and AUTH_EDGE_CACHE_S), its cache filled by one pass first.
         rounds: dict[str, list[dict]] = {name: [] for name in ("ceiling", "cached", "edge_cold", "edge",
                                                                "edge_first_pass", "cached_auth", "edge_auth")}
-        for _ in range(2):
+        for _ in range(settings.read_rounds):
             rounds["ceiling"].append(wrk(ceiling, ids_file, settings, "ceiling", say))
             rounds["cached"].append(wrk(service, ids_file, settings, "cached", say))
             rounds["cached_auth"].append(

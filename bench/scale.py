@@ -294,15 +294,15 @@ def read_cases(database: str, topics: Topics, settings: ScaleSettings, work: Pat
     try:
         # The first pass brings the sampled rows into PostgreSQL's cache, as the rounds after it find them.
         rounds = [_metered_wrk(service, database, ids_file, wrk_settings, f"cold {label}", say)
-                  for _ in range(2)]
+                  for _ in range(1 if settings.smoke else 2)]
         results["cold"] = best_round(rounds)
         # Long enough for the whole pass even at a few hundred requests a second.
         pass_settings = Settings(duration_s=max(settings.duration_s, len(ids) // 100),
                                  connections=settings.connections)
         with running_edge(service, work) as edge:
             results["edge_first_pass"] = wrk_one_pass(edge, ids_file, pass_settings, work, say)
-        list_settings = Settings(duration_s=max(2, settings.duration_s // 2),
-                                 connections=settings.connections)
+        list_duration = settings.duration_s if settings.smoke else max(2, settings.duration_s // 2)
+        list_settings = Settings(duration_s=list_duration, connections=settings.connections)
         first_page = work / f"first-page-{label}.txt"
         first_page.write_text("20\n")
         results["list_first_page"] = wrk(service, first_page, list_settings, f"list {label}", say,
@@ -385,7 +385,7 @@ def settings_from_args(argv: list[str] | None = None) -> tuple[ScaleSettings, Pa
     args = parser.parse_args(argv)
     pg_settings = dict(item.split("=", 1) for item in args.pg_setting)
     if args.smoke:
-        return ScaleSettings(orders=3000, new_orders=300, read_ids=200, rounds=2, duration_s=2, connections=8,
+        return ScaleSettings(orders=3000, new_orders=300, read_ids=200, rounds=2, duration_s=1, connections=8,
                              deep_rows=1000, own_cluster=not args.configured_server, pg_settings=pg_settings,
                              smoke=True), args.out
     return ScaleSettings(orders=args.orders, new_orders=args.new_orders, rounds=args.rounds,

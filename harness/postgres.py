@@ -18,10 +18,13 @@ from config import Config
 
 
 def owner_url(url: str) -> str:
-    """`url`'s database as its owner: MIGRATION_DATABASE_URL (server, credentials, TLS settings)
-    with `url`'s database."""
-    owner = make_url(Config.MIGRATION_DATABASE_URL).set(database=make_url(url).database)
-    return owner.render_as_string(hide_password=False)
+    """`url`'s database as its owner: on the configured server, MIGRATION_DATABASE_URL (server,
+    credentials, TLS settings) with `url`'s database; on another server (a cluster of a bench's
+    own, whose superuser `url` names), `url` itself."""
+    given, owner = make_url(url), make_url(Config.MIGRATION_DATABASE_URL)
+    if (given.host, given.port or 5432) != (owner.host, owner.port or 5432):
+        return url
+    return owner.set(database=given.database).render_as_string(hide_password=False)
 
 
 def app_database(url: str) -> dict[str, Any]:
