@@ -210,6 +210,16 @@ def test_alg_none_is_refused(target):
     refused(get(target, token=token), 401, "invalid_token")
 
 
+@pytest.mark.parametrize("algorithm", ['x", "error": "forged', "\u00e9\u6f22"])
+def test_a_crafted_algorithm_name_is_refused_in_valid_json_that_does_not_echo_it(target, algorithm):
+    # The edge writes the refusal's message into its JSON without escaping: a message that
+    # repeated the token's own `alg` would let a caller forge the body (or break the header).
+    token = f"{b64({'alg': algorithm, 'typ': 'JWT', 'kid': 'k'})}.{b64(claims(scope=READ))}.c2ln"
+    answer = get(target, token=token)
+    refused(answer, 401, "invalid_token")
+    assert algorithm not in answer[2]["message"]
+
+
 def test_an_hs256_token_signed_with_the_providers_public_key_is_refused(target, provider_key):
     kid, private = provider_key
     public_pem = private.public_key().public_bytes(serialization.Encoding.PEM,
