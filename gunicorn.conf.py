@@ -10,9 +10,13 @@ import sys
 import tempfile
 
 # config loads .env itself (the environment wins), before any setting below is read; a setting out
-# of its range stops the start here, once, with config's message (not a traceback per worker).
+# of its range (or Kafka settings that can't work together) stops the start here, once, with
+# config's message (not a traceback per worker).
 try:
+    from app.kafka_clients import KafkaSettings
     from config import Config, env_int, env_str, private_dir
+
+    KafkaSettings.from_config({name: getattr(Config, name) for name in dir(Config) if name.isupper()})
 except ValueError as exc:
     sys.exit(f"order-service: {exc}")
 

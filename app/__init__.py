@@ -4,6 +4,7 @@ from typing import Any
 
 from flask import Flask
 
+from app.kafka_clients import KafkaSettings
 from app.logs import configure_logging
 from config import READS_BIND, Config, check_settings, engine_options, read_engine_options
 
@@ -15,6 +16,8 @@ def create_app(config_class: type = Config, overrides: dict[str, Any] | None = N
     app.config.from_object(config_class)
     app.config.update(overrides or {})
     check_settings(app.config)
+    # A Kafka setting that can't work stops the start here, not the consumer thread later.
+    KafkaSettings.from_config(app.config)
     app.config.setdefault("SQLALCHEMY_ENGINE_OPTIONS", engine_options(app.config))
     app.config.setdefault("SQLALCHEMY_BINDS", {READS_BIND: read_engine_options(app.config)})
     configure_logging(app)

@@ -2,6 +2,7 @@
 environment (config.py's import, gunicorn's master, devstack) and from code (the factory)."""
 
 import os
+import re
 import subprocess
 import sys
 
@@ -61,3 +62,19 @@ def test_every_whole_number_setting_has_a_range_that_holds_its_default():
     assert numbers == set(LIMITS), "each whole-number setting needs its range in config.LIMITS"
     for name, (low, high, _) in LIMITS.items():
         assert low <= DEFAULTS[name] <= high, name
+
+
+@pytest.mark.parametrize("env, words", [
+    ({"KAFKA_SECURITY_PROTOCOL": "SASL_TLS"}, "KAFKA_SECURITY_PROTOCOL='SASL_TLS' is not one of"),
+    ({"KAFKA_SECURITY_PROTOCOL": "SASL_SSL", "KAFKA_SASL_MECHANISM": "SCRAM-SHA-512"},
+     "needs KAFKA_SASL_USERNAME and KAFKA_SASL_PASSWORD"),
+])
+def test_kafka_settings_that_cannot_work_stop_gunicorn_and_the_factory(env, words):
+    """Before, the worker's consumer thread died on them while /readyz said "starting"."""
+    run = subprocess.run([str(ROOT / ".venv" / "bin" / "gunicorn"), "--check-config", "wsgi:app"],
+                         cwd=ROOT, env={**os.environ, **env}, capture_output=True, text=True, timeout=60)
+    assert run.returncode != 0
+    lines = run.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("order-service: ") and words in lines[0], run.stderr
+    with pytest.raises(ValueError, match=re.escape(words)):
+        create_app(TestConfig, {"SQLALCHEMY_DATABASE_URI": "postgresql+psycopg2://x@127.0.0.1/x", **env})
