@@ -12,6 +12,7 @@ import base64
 import contextlib
 import json
 import socket
+import subprocess
 import time
 import uuid
 from collections.abc import Iterator
@@ -23,6 +24,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from app.seed import encode
 from config import Config
+from harness import ROOT
 from harness.edge import Edge, nginx_binary
 from harness.kafka import all_committed, create_topics, delete_topics, produce
 from harness.oidc import Admin, client_token_response
@@ -190,6 +192,38 @@ def test_the_list_needs_orders_list_and_never_shows_personal_fields(target, toke
     for value in [*EXAMPLE["delivery"].values(), EXAMPLE["payment"]["transaction"]]:
         if value and value != EXAMPLE["delivery"]["city"] and value != EXAMPLE["order_uid"]:
             assert value not in text, f"{value!r} is personal and shown in the list"
+
+
+# The table: each caller against each route, with the status and the form it must get.
+CALLERS = {"none": (), "read": (READ,), "read+list": (READ, LIST), "read+pii": (READ, PII)}
+EXPECTED = {
+    PATH: {"none": (401, None), "read": (200, "masked"), "read+list": (200, "masked"),
+           "read+pii": (200, "full")},
+    "/orders?limit=5": {"none": (401, None), "read": (403, None), "read+list": (200, None),
+                        "read+pii": (403, None)},
+    "/healthz": dict.fromkeys(CALLERS, (200, None)),
+    "/openapi.json": dict.fromkeys(CALLERS, (200, None)),
+}
+
+
+@pytest.mark.parametrize("path", list(EXPECTED))
+def test_routes_by_caller(target, tokens, path):
+    seen = {}
+    for caller, scopes in CALLERS.items():
+        status, headers, _ = get(target, path, token=tokens(*scopes) if scopes else None)
+        seen[caller] = (status, headers.get("X-Order-View"))
+    assert seen == EXPECTED[path]
+
+
+def test_flask_auth_token_prints_a_token_the_service_accepts(target):
+    run = subprocess.run([str(ROOT / ".venv" / "bin" / "flask"), "auth", "token", "--scope", READ,
+                          "--scope", LIST], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert run.returncode == 0, run.stderr
+    token = run.stdout.strip()
+    assert len(run.stdout.splitlines()) == 1 and token.count(".") == 2
+    status, headers, _ = get(target, token=token)
+    assert (status, headers["X-Order-View"]) == (200, "masked")
+    assert get(target, "/orders?limit=5", token=token)[0] == 200
 
 
 def test_a_token_without_orders_read_may_not_read_an_order(target, tokens):
