@@ -12,7 +12,7 @@ through default privileges, before this runs again at the end of the upgrade.
 from sqlalchemy import Connection, MetaData, text
 from sqlalchemy.sql.elements import quoted_name
 
-# The service's rights, in one place: tests/test_privileges.py checks the role has no more.
+# The service's rights, in one place: tests/test_postgres_security.py checks the role has no more.
 TABLE_PRIVILEGES = ("SELECT", "INSERT")
 SEQUENCE_PRIVILEGES = ("USAGE",)
 
