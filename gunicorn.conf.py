@@ -2,10 +2,12 @@
 consumer thread in every worker. Every setting can be overridden from the environment; the
 defaults are config.py's."""
 
+import functools
 import gc
 import os
 import shutil
 import signal
+import socket
 import sys
 import tempfile
 
@@ -29,10 +31,16 @@ os.environ.setdefault(
 # Imported here, not in child_exit: that hook runs inside the master's SIGCHLD handler, which can
 # interrupt another import; a nested import there once crashed the master ("partially initialized
 # module"), exit code 255 on a SIGINT stop.
+from gunicorn.workers.base import Worker  # noqa: E402
 from prometheus_client import multiprocess  # noqa: E402
 
 # Behind the edge (nginx on PORT, see infra/nginx/), which buffers slow clients for gunicorn.
 bind = env_str("APP_BIND")
+# Each worker listens on a socket of its own (SO_REUSEPORT), and the kernel spreads new connections
+# over them. With one shared socket, whichever worker is on a core when connections arrive takes
+# them all and keeps them (keep-alive): on 2 cores, often 64 of 64, leaving the other worker idle
+# (bench/README.md, "connections over the workers"). Not for a Unix socket, which can't be shared so.
+reuse_port = not bind.startswith(("unix:", "fd://"))
 # Defaults chosen by measurement (bench/README.md): one worker per core, and a few threads so a
 # worker keeps answering while its consumer thread or a slow query holds it. On 2 cores, more
 # threads gained little and more workers lost throughput, both at a higher p99.
@@ -54,6 +62,7 @@ CONSUMER_STOP_TIMEOUT = max(1.0, min(10.0, graceful_timeout / 3))
 
 
 def on_starting(server):
+    refuse_a_taken_port(bind)
     # The page's session cookie must verify in every worker: without a SECRET_KEY, one random key
     # for all the workers of this master (made before they fork; sign-ins end when it restarts).
     if not Config.SECRET_KEY:
@@ -74,6 +83,23 @@ def on_starting(server):
             os.unlink(entry.path)
 
 
+def refuse_a_taken_port(address: str) -> None:
+    """With SO_REUSEPORT the master binds nothing, and another server of this user that also sets
+    it could share our port without a word: a plain bind first says whether anyone holds it."""
+    if not reuse_port:
+        return
+    host, _, port = address.rpartition(":")
+    host = host.strip("[]") or "0.0.0.0"
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # past our own TIME_WAITs only
+        try:
+            probe.bind((host, int(port)))
+        except OSError as exc:
+            raise SystemExit(f"gunicorn: APP_BIND={address} can't be used ({exc.strerror}): another "
+                             "program holds it; stop it, or set APP_BIND to a free address") from None
+
+
 def on_exit(server):
     shutil.rmtree(os.environ["PROMETHEUS_MULTIPROC_DIR"], ignore_errors=True)
 
@@ -85,10 +111,11 @@ def child_exit(server, worker):
 def post_fork(server, worker):
     # gunicorn installs the worker's signal handlers only after this hook and more start-up work;
     # a stop signal that came in the meantime was lost, and the master waited graceful_timeout
-    # before killing the worker. The worker's graceful-exit handler, installed first, for the quick
-    # stops too: its own handle_quit needs the thread pool, which does not exist yet.
+    # before killing the worker. The base worker's graceful exit (it only clears `alive`), for the
+    # quick stops too: gthread's own handlers need its thread pool and wake-up pipe, which do not
+    # exist yet (its handle_exit raised AttributeError here).
     for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT):
-        signal.signal(signum, worker.handle_exit)
+        signal.signal(signum, functools.partial(Worker.handle_exit, worker))
 
     from app.ingest import ConsumerRuntime
 

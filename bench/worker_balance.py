@@ -15,8 +15,6 @@ import threading
 import time
 from pathlib import Path
 
-import psutil
-
 from bench import bulk_load
 from bench.run import NO_AUTH, Progress, Settings, migrate, wrk
 from bench.scale import _random_ids
@@ -28,23 +26,13 @@ from harness.service import Service, service_env
 COLD = {"CONSUMER_ENABLED": "false", "CACHE_THRESHOLD": "0", "CACHE_WARMUP": "0", **NO_AUTH}
 
 
-def connections_per_worker(service: Service) -> list[int]:
-    """Established connections on the service's port, for each worker, most first."""
-    counts = []
-    for pid in service.worker_pids():
-        held = psutil.Process(pid).net_connections(kind="tcp")
-        ours = [c for c in held if c.status == psutil.CONN_ESTABLISHED and c.laddr.port == service.port]
-        counts.append(len(ours))
-    return sorted(counts, reverse=True)
-
-
 def one_round(url: str, topics, ids_file: Path, settings: Settings, work: Path, say: Progress) -> tuple:
     service = Service(service_env(url, topics, **COLD), work / "cold.log").start()
     split: list[int] = []
 
     def sample() -> None:
         time.sleep(settings.duration_s / 3)
-        split.extend(connections_per_worker(service))
+        split.extend(service.connections_per_worker())
 
     sampler = threading.Thread(target=sample)
     try:

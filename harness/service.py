@@ -99,6 +99,17 @@ class Service:
         out = subprocess.run(["pgrep", "-P", str(self.process.pid)], capture_output=True, text=True)
         return [int(pid) for pid in out.stdout.split()]
 
+    def connections_per_worker(self) -> list[int]:
+        """Established client connections on the service's port, for each worker, fewest first."""
+        import psutil
+
+        counts = []
+        for pid in self.worker_pids():
+            held = psutil.Process(pid).net_connections(kind="tcp")
+            ours = [c for c in held if c.status == psutil.CONN_ESTABLISHED and c.laddr.port == self.port]
+            counts.append(len(ours))
+        return sorted(counts)
+
     def signal(self, signum: int) -> None:
         self.process.send_signal(signum)
 

@@ -6,6 +6,7 @@ import json
 import os
 import re
 import signal
+import socket
 
 import pytest
 
@@ -269,3 +270,38 @@ def test_readiness_holds_through_rebalances_and_fails_without_postgresql(
     with database_outage(database_url):
         wait_until(lambda: first.get("/readyz")[0] == 503, 30, "/readyz says not ready without PostgreSQL")
     wait_until(lambda: first.get("/readyz")[0] == 200, 30, "/readyz is ready again once PostgreSQL is back")
+
+
+def test_connections_spread_over_both_workers(topics, database_url, services):
+    """Each worker listens on its own socket (SO_REUSEPORT): 64 keep-alive clients that arrive at
+    once are spread by the kernel. With one shared socket, whichever worker was on a core took
+    them all and the other stayed idle (bench/README.md)."""
+    service = services(service_env(database_url, topics, CONSUMER_ENABLED="false"))
+    clients = []
+    try:
+        for _ in range(64):
+            client = socket.create_connection(("127.0.0.1", service.port), timeout=10)
+            client.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+            clients.append(client)
+        for client in clients:
+            assert client.recv(4096).startswith(b"HTTP/1.1 200")
+
+        counts = service.connections_per_worker()
+        # Binomial(64, 1/2) is below 16 once in 10^5 runs.
+        assert sum(counts) == 64 and counts[0] >= 16, counts
+    finally:
+        for client in clients:
+            client.close()
+
+
+def test_an_address_someone_else_holds_stops_gunicorn_with_one_line(database_url, topics, tmp_path):
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        address = f"127.0.0.1:{holder.getsockname()[1]}"
+        service = Service(service_env(database_url, topics, APP_BIND=address), tmp_path / "taken.log")
+        service.launch()
+        assert service.wait_exit(30) != 0
+    refusal = f"APP_BIND={address} can't be used (Address already in use): another program holds it"
+    assert refusal in service.log()
+    assert "Booting worker" not in service.log()
