@@ -6,12 +6,9 @@ in the same field order, so the masked bytes are one function of the served byte
 (docs/contract/README.md, "Personal fields") documents the same.
 """
 
-import json
 import re
 from collections.abc import Callable
 from typing import Any
-
-from app.documents import encode_document
 
 MASK = "*"
 _WORD = re.compile(r"\S+")
@@ -64,8 +61,3 @@ def mask_document(document: dict[str, Any]) -> dict[str, Any]:
     for (group, field), mask in PERSONAL_FIELDS.items():
         masked[group][field] = mask(document[group][field])
     return masked
-
-
-def masked_body(body: bytes) -> bytes:
-    """The masked form of a served order's bytes."""
-    return encode_document(mask_document(json.loads(body)))

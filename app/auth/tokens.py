@@ -8,10 +8,11 @@ algorithm, no `kid`) is refused before the keys are looked at, so garbage never 
 provider.
 
 The keys are fetched once and kept. An unknown `kid` (the provider rotated its keys) fetches them
-again, at most once per AUTH_JWKS_REFRESH_S; they are also refreshed in the background of a
-request when older than KEYS_MAX_AGE_S. A provider that can't be reached costs one request at
-most AUTH_PROVIDER_TIMEOUT_S (the others meanwhile use the keys already known, or are told at once
-that the token can't be checked now: 503), never a 500 or a thread held for long.
+again, at most once per AUTH_JWKS_REFRESH_S. Keys older than KEYS_MAX_AGE_S are fetched again by
+the first request that finds them so, while the others go on with the keys already known. A
+provider that can't be reached costs that one request at most AUTH_PROVIDER_TIMEOUT_S (the others
+meanwhile use the keys already known, or are told at once that the token can't be checked now:
+503), never a 500 or a thread held for long.
 """
 
 from __future__ import annotations

@@ -78,3 +78,12 @@ def test_kafka_settings_that_cannot_work_stop_gunicorn_and_the_factory(env, word
     assert len(lines) == 1 and lines[0].startswith("order-service: ") and words in lines[0], run.stderr
     with pytest.raises(ValueError, match=re.escape(words)):
         create_app(TestConfig, {"SQLALCHEMY_DATABASE_URI": "postgresql+psycopg2://x@127.0.0.1/x", **env})
+
+
+def test_devstack_stops_at_once_with_one_line_naming_the_setting():
+    run = subprocess.run([sys.executable, "-m", "devstack", "status"], cwd=ROOT,
+                         env={**os.environ, "PORT": "70000"}, capture_output=True, text=True, timeout=60)
+    assert run.returncode != 0
+    assert run.stderr.strip().splitlines() == [
+        "infra: error: PORT=70000 is out of range: a TCP port, from 1 to 65535. "
+        "Fix it in the environment or .env."]
