@@ -186,8 +186,9 @@ def test_the_masked_and_full_forms_have_their_own_etags_and_answer_if_none_match
 
 def test_the_list_needs_orders_list_and_never_shows_personal_fields(target, tokens):
     refused(get(target, "/orders", token=tokens(READ, PII)), 403, "insufficient_scope")
-    status, _, body = get(target, "/orders", token=tokens(LIST))
+    status, headers, body = get(target, "/orders", token=tokens(LIST))
     assert status == 200 and body["orders"]
+    assert headers["Cache-Control"] == "private, no-cache" and "Authorization" in headers["Vary"]
     text = json.dumps(body, ensure_ascii=False)
     for value in [*EXAMPLE["delivery"].values(), EXAMPLE["payment"]["transaction"]]:
         if value and value != EXAMPLE["delivery"]["city"] and value != EXAMPLE["order_uid"]:

@@ -70,5 +70,8 @@ def recent_orders_json():
     except ValueError:
         return json_error(400, "invalid_cursor", "before must be a next_cursor from an earlier page")
     response = jsonify(orders=page.orders, next_cursor=page.next_cursor)
+    # What a caller may list depends on its token: no shared cache keeps it, and a browser's own
+    # cache keys it by the Authorization header too.
     response.headers["Cache-Control"] = "private, no-cache"
+    response.headers["Vary"] = "Authorization"
     return response
