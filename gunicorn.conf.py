@@ -18,7 +18,7 @@ try:
     from app.kafka_clients import KafkaSettings
     from config import Config, env_int, env_str, private_dir
 
-    KafkaSettings.from_config({name: getattr(Config, name) for name in dir(Config) if name.isupper()})
+    KafkaSettings.from_config(vars(Config))
 except ValueError as exc:
     sys.exit(f"order-service: {exc}")
 

@@ -43,6 +43,8 @@ WRK_SCRIPT = ROOT / "bench" / "wrk_random_ids.lua"
 WRK_ONE_PASS = ROOT / "bench" / "wrk_one_pass.lua"
 WRK_THREADS = 2
 NO_AUTH = {"AUTH_ENABLED": "false"}
+# A service that only reads, with the workers' cache off: every request is a miss.
+COLD_READS = {"CONSUMER_ENABLED": "false", "CACHE_THRESHOLD": "0", "CACHE_WARMUP": "0", **NO_AUTH}
 # One wrk client stands for many clients: the edge's per-address limits are lifted in the bench.
 UNLIMITED = {"EDGE_LOOKUP_RATE": "1000000", "EDGE_LOOKUP_BURST": "1000000"}
 SCOPES = ("orders:read", "orders:pii")
@@ -318,8 +320,7 @@ def measure_reads(database: str, topics, settings: Settings, work: Path, say: Pr
         if ceiling is not None:
             ceiling.stop()
 
-    env = service_env(database, topics, **{**read_only, "CACHE_THRESHOLD": "0", "CACHE_WARMUP": "0"},
-                      **NO_AUTH)
+    env = service_env(database, topics, **COLD_READS)
     service = Service(env, work / "cold.log").start()
     try:
         results["cold"] = wrk(service, ids_file, settings, "cold", say)

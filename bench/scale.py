@@ -37,6 +37,7 @@ from app.api.pages import encode_cursor
 from bench import bulk_load
 from bench.cpu import CpuMeter
 from bench.run import (
+    COLD_READS,
     NO_AUTH,
     Progress,
     Settings,
@@ -259,7 +260,7 @@ def count(database_url: str) -> int:
     return sql(database_url, "SELECT count(*) FROM orders")[0][0]
 
 
-def _random_ids(database_url: str, wanted: int) -> list[str]:
+def random_ids(database_url: str, wanted: int) -> list[str]:
     """`wanted` distinct stored order_uids drawn at random from the whole table."""
     [(low, high)] = sql(database_url, "SELECT min(id), max(id) FROM orders")
     ids = [uid for (uid,) in sql(database_url, "SELECT DISTINCT order_uid FROM orders WHERE id IN "
@@ -280,15 +281,14 @@ def read_cases(database: str, topics: Topics, settings: ScaleSettings, work: Pat
                label: str) -> dict[str, Any]:
     """Reads with the workers' cache off: every GET /order/<id> goes to PostgreSQL."""
     stored = count(database)
-    ids = _random_ids(database, settings.read_ids)
+    ids = random_ids(database, settings.read_ids)
     ids_file = work / f"ids-{label}.txt"
     ids_file.write_text("\n".join(ids) + "\n")
     depth = min(settings.deep_rows, stored // 2)
     wrk_settings = Settings(duration_s=settings.duration_s, connections=settings.connections)
     # The service's own read path, as `make bench`'s read cases measure it: without the token check,
     # whose cost `make bench` measures apart (read.cached_auth).
-    env = service_env(database, topics, CONSUMER_ENABLED="false", CACHE_THRESHOLD="0", CACHE_WARMUP="0",
-                      **NO_AUTH)
+    env = service_env(database, topics, **COLD_READS)
     service = Service(env, work / f"cold-{label}.log").start()
     results: dict[str, Any] = {"orders": stored, "ids": len(ids), "deep_rows": depth}
     try:

@@ -16,18 +16,16 @@ import time
 from pathlib import Path
 
 from bench import bulk_load
-from bench.run import NO_AUTH, Progress, Settings, migrate, wrk
-from bench.scale import _random_ids
+from bench.run import COLD_READS, Progress, Settings, migrate, wrk
+from bench.scale import random_ids
 from config import Config
 from harness.kafka import create_topics, delete_topics
 from harness.postgres import create_database, drop_database
 from harness.service import Service, service_env
 
-COLD = {"CONSUMER_ENABLED": "false", "CACHE_THRESHOLD": "0", "CACHE_WARMUP": "0", **NO_AUTH}
-
 
 def one_round(url: str, topics, ids_file: Path, settings: Settings, work: Path, say: Progress) -> tuple:
-    service = Service(service_env(url, topics, **COLD), work / "cold.log").start()
+    service = Service(service_env(url, topics, **COLD_READS), work / "cold.log").start()
     split: list[int] = []
 
     def sample() -> None:
@@ -60,7 +58,7 @@ def main() -> None:
         migrate(url)
         bulk_load.grow(url, args.orders, say)
         ids_file = work / "ids.txt"
-        ids_file.write_text("\n".join(_random_ids(url, 20_000)) + "\n")
+        ids_file.write_text("\n".join(random_ids(url, 20_000)) + "\n")
         for _ in range(args.rounds):
             split, result = one_round(url, topics, ids_file, settings, work, say)
             say(f"connections per worker {split}: {result['rps']:,.0f} req/s, p99 {result['p99_ms']:.1f} ms")

@@ -14,6 +14,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import psutil
+
 from harness import ROOT
 from harness.waiting import wait_until
 
@@ -101,8 +103,6 @@ class Service:
 
     def connections_per_worker(self) -> list[int]:
         """Established client connections on the service's port, for each worker, fewest first."""
-        import psutil
-
         counts = []
         for pid in self.worker_pids():
             held = psutil.Process(pid).net_connections(kind="tcp")

@@ -13,9 +13,11 @@ import contextlib
 import json
 import socket
 import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import jwt
 import pytest
@@ -217,7 +219,7 @@ def test_routes_by_caller(target, tokens, path):
 
 
 def test_flask_auth_token_prints_a_token_the_service_accepts(target):
-    run = subprocess.run([str(ROOT / ".venv" / "bin" / "flask"), "auth", "token", "--scope", READ,
+    run = subprocess.run([str(Path(sys.executable).with_name("flask")), "auth", "token", "--scope", READ,
                           "--scope", LIST], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert run.returncode == 0, run.stderr
     token = run.stdout.strip()
