@@ -11,9 +11,7 @@ Measured, each database the same way:
   empty and the large database alternated round by round, each round right after a CHECKPOINT
   (the worst case for full-page writes, the same for both);
 - cold reads (the workers' cache off) of random stored ids, directly on gunicorn, with the CPU
-  they cost per request (on the bench's own cluster, also with the service connected over
-  PostgreSQL's Unix socket instead of TCP); and through the edge, one pass in which every request
-  is a miss;
+  they cost per request; and through the edge, one pass in which every request is a miss;
 - the recent-orders list: its first page and a page `deep_rows` rows deep;
 - bytes stored per order, tables and indexes.
 """
@@ -57,7 +55,7 @@ from config import Config
 from harness import ROOT
 from harness.cluster import OwnCluster
 from harness.kafka import Topics, create_topics, delete_topics
-from harness.postgres import admin_dsn, create_database, drop_database, over_unix_socket
+from harness.postgres import admin_dsn, create_database, drop_database
 from harness.service import Service, service_env
 from harness.waiting import wait_until
 
@@ -100,11 +98,10 @@ def run_scale(settings: ScaleSettings, say: Progress) -> dict[str, Any]:
             ingest, small = ingest_rounds(server_url, large, settings, work, say)
             results["ingest"] = ingest
             topics = create_topics(Config.KAFKA_BOOTSTRAP_SERVERS)
-            socket_dir = str(cluster.dir) if cluster else None
             try:
                 results["read"] = {
-                    "small": read_cases(small, topics, settings, work, say, "small", socket_dir),
-                    "large": read_cases(large, topics, settings, work, say, "large", socket_dir),
+                    "small": read_cases(small, topics, settings, work, say, "small"),
+                    "large": read_cases(large, topics, settings, work, say, "large"),
                 }
             finally:
                 delete_topics(topics)
@@ -281,9 +278,8 @@ def _deep_cursor(database_url: str, depth: int) -> str:
 
 
 def read_cases(database: str, topics: Topics, settings: ScaleSettings, work: Path, say: Progress,
-               label: str, socket_dir: str | None = None) -> dict[str, Any]:
-    """Reads with the workers' cache off: every GET /order/<id> goes to PostgreSQL; with
-    `socket_dir`, the cold reads again with the service connected over the Unix socket there."""
+               label: str) -> dict[str, Any]:
+    """Reads with the workers' cache off: every GET /order/<id> goes to PostgreSQL."""
     stored = count(database)
     ids = random_ids(database, settings.read_ids)
     ids_file = work / f"ids-{label}.txt"
@@ -317,26 +313,8 @@ def read_cases(database: str, topics: Topics, settings: ScaleSettings, work: Pat
                                         say, prefix="/orders?limit=20&before=")
     finally:
         service.stop()
-    if socket_dir:
-        results["cold_unix_socket"] = _cold_over_socket(database, socket_dir, topics, ids_file, settings,
-                                                        work, say, label)
     results["cached"] = _cached_reads(database, topics, len(ids), wrk_settings, work, say, label)
     return results
-
-
-def _cold_over_socket(database: str, socket_dir: str, topics: Topics, ids_file: Path,
-                      settings: ScaleSettings, work: Path, say: Progress, label: str) -> dict:
-    """The cold reads again, the service connected to PostgreSQL over its Unix socket: a deployment
-    with the database on the same host saves the TCP stack's work on both ends of every miss."""
-    env = service_env(over_unix_socket(database, socket_dir), topics, **COLD_READS)
-    service = Service(env, work / f"cold-socket-{label}.log").start()
-    wrk_settings = Settings(duration_s=settings.duration_s, connections=settings.connections)
-    try:
-        name = f"cold {label}, Unix socket"
-        return best_round([_metered_wrk(service, database, ids_file, wrk_settings, name, say)
-                           for _ in range(1 if settings.smoke else 2)])
-    finally:
-        service.stop()
 
 
 def _cached_reads(database: str, topics: Topics, ids: int, settings: Settings, work: Path, say: Progress,

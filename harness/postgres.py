@@ -42,13 +42,6 @@ def dsn(url: str, database: str | None = None) -> str:
                     **dict(parsed.query))
 
 
-def over_unix_socket(url: str, directory: str) -> str:
-    """`url` (SQLAlchemy form) over the server's Unix socket in `directory` instead of TCP: libpq
-    takes the directory as `host` in the query, and the port names the socket file."""
-    parsed = make_url(url)
-    return parsed.set(host=None).update_query_dict({"host": directory}).render_as_string(hide_password=False)
-
-
 def admin_dsn(url: str, database: str = "postgres") -> str:
     """A libpq DSN for `database` on the server of `url` (SQLAlchemy form), as the owner."""
     return dsn(owner_url(url), database)
