@@ -4,9 +4,11 @@ real Kafka for readiness)."""
 import json
 from datetime import UTC, datetime, timedelta, timezone
 
+import psycopg2
 import pytest
 from jsonschema import Draft202012Validator, FormatChecker
 from openapi_spec_validator import validate as validate_openapi
+from sqlalchemy.engine import make_url
 
 from app import create_app
 from app.cache import order_cache_for
@@ -15,6 +17,7 @@ from app.data.store import save_orders
 from app.documents import served_form
 from app.seed import OrderFactory
 from config import TestConfig
+from harness.postgres import admin_dsn
 from harness.waiting import wait_until
 from tests.contract_cases import REJECTIONS, with_change
 from tests.helpers import cursor_of, metric, metric_series, save
@@ -228,6 +231,39 @@ def test_warm_up_loads_the_most_recent_orders(app, database_url, empty_db):
     for order in newest[:10]:
         assert json.loads(cache.lookup(order["order_uid"]).body) == served_form(order)
     assert cache.lookup(newest[10]["order_uid"]) is None
+
+
+def test_warm_up_reads_page_by_page_the_newest_orders_and_stops_at_the_oldest(app, database_url, empty_db,
+                                                                              monkeypatch):
+    orders = list(OrderFactory(seed=54).orders(11))
+    save(app, orders)
+    monkeypatch.setattr("app.cache.warmup.PAGE", 3)
+    newest = [order["order_uid"] for order in
+              sorted(orders, key=lambda o: served_form(o)["date_created"], reverse=True)]
+    for wanted, loaded in ((7, newest[:7]), (50, newest)):  # pages of 3, 3, 1; of 3, 3, 3, 2
+        starting = create_app(TestConfig, {"SQLALCHEMY_DATABASE_URI": database_url, "CACHE_WARMUP": wanted})
+        assert warm_cache(starting) == len(loaded)
+        cache = order_cache_for(starting)
+        assert [uid for uid in newest if cache.lookup(uid) is not None] == loaded
+
+
+def test_a_warm_up_page_past_the_statement_timeout_stops_it_with_that_reason(app, database_url, empty_db,
+                                                                             caplog):
+    save(app, list(OrderFactory(seed=55).orders(3)))
+    starting = create_app(TestConfig, {"SQLALCHEMY_DATABASE_URI": database_url, "CACHE_WARMUP": 3,
+                                       "DB_STATEMENT_TIMEOUT_MS": 300})
+    holder = psycopg2.connect(admin_dsn(database_url, make_url(database_url).database))
+    try:
+        with holder.cursor() as cursor:  # the warm-up's read waits for the lock past its timeout
+            cursor.execute("LOCK TABLE orders IN ACCESS EXCLUSIVE MODE")
+        with caplog.at_level("WARNING", logger="app.cache.warmup"):
+            assert warm_cache(starting) == 0
+    finally:
+        holder.rollback()
+        holder.close()
+    [warning] = [record.getMessage() for record in caplog.records if record.name == "app.cache.warmup"]
+    assert "stopped at 0 of 3 orders" in warning and "longer than DB_STATEMENT_TIMEOUT_MS" in warning
+    assert warm_cache(starting) == 3, "once the table is free, a new warm-up loads every order"
 
 
 def test_a_cache_hit_is_answered_alike_by_the_fast_path_and_by_flask(app, client, example_order):

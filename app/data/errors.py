@@ -9,6 +9,9 @@ from app.extensions import db
 
 log = logging.getLogger(__name__)
 
+# PostgreSQL's SQLSTATE for a statement cancelled by statement_timeout (DB_STATEMENT_TIMEOUT_MS).
+QUERY_CANCELED = "57014"
+
 
 def first_line(exc: Exception) -> str:
     """The driver's own message for a database error (SQLAlchemy wraps it in `orig`), first line."""
@@ -20,3 +23,8 @@ def note_database_outage(exc: OperationalError) -> None:
     release the session, whose connection is gone."""
     log.warning("PostgreSQL unavailable: %s", first_line(exc))
     db.session.rollback()
+
+
+def timed_out(exc: Exception) -> bool:
+    """Whether PostgreSQL cancelled the statement for taking longer than DB_STATEMENT_TIMEOUT_MS."""
+    return getattr(getattr(exc, "orig", None), "pgcode", None) == QUERY_CANCELED

@@ -196,16 +196,33 @@ def order_body(order_uid: str) -> bytes | None:
     return bytes(body) if body is not None else _assembled_bodies([order_id])[order_uid]
 
 
-def latest_bodies(limit: int) -> list[tuple[str, bytes]]:
-    """(order_uid, served bytes) of the `limit` most recent orders, newest first (to warm the cache)."""
-    rows = db.session.execute(
-        select(orders_table.c.id, orders_table.c.order_uid, orders_table.c.body)
+# A page of the most recent orders is keyed by (date_created, id), newest first.
+PageKey = tuple[datetime, int]
+
+
+@dataclass(frozen=True, slots=True)
+class RecentBodies:
+    bodies: list[tuple[str, bytes]]
+    next_key: PageKey | None
+
+
+def latest_bodies(limit: int, before: PageKey | None = None) -> RecentBodies:
+    """(order_uid, served bytes) of up to `limit` most recent orders from `before` on, newest first
+    (the cache's warm-up reads them a page at a time); `next_key` is where the next page starts,
+    None after the oldest."""
+    statement = (
+        select(orders_table.c.id, orders_table.c.order_uid, orders_table.c.body, orders_table.c.date_created)
         .order_by(orders_table.c.date_created.desc(), orders_table.c.id.desc())
         .limit(limit)
-    ).all()
+    )
+    if before is not None:
+        statement = statement.where(tuple_(orders_table.c.date_created, orders_table.c.id) < tuple_(*before))
+    rows = db.session.execute(statement).all()
     assembled = _assembled_bodies([row.id for row in rows if row.body is None])
-    return [(row.order_uid, bytes(row.body) if row.body is not None else assembled[row.order_uid])
-            for row in rows]
+    bodies = [(row.order_uid, bytes(row.body) if row.body is not None else assembled[row.order_uid])
+              for row in rows]
+    last = rows[-1] if rows and len(rows) == limit else None
+    return RecentBodies(bodies, (last.date_created, last.id) if last else None)
 
 
 def _assembled_bodies(order_ids: list[int]) -> dict[str, bytes]:
@@ -291,10 +308,6 @@ def _to_document(row: Any, items: list[Any]) -> dict[str, Any]:
     nested = {group: {field: row[f"{group}_{field}"] for field in schema}
               for group, schema in NESTED_GROUPS.items()}
     return in_contract_order({**row, **nested, "items": items}, row["date_created"])
-
-
-# A page of the most recent orders is keyed by (date_created, id), newest first.
-PageKey = tuple[datetime, int]
 
 
 @dataclass(frozen=True, slots=True)

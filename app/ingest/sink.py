@@ -21,7 +21,7 @@ from typing import Any
 
 from sqlalchemy.exc import DataError, IntegrityError, OperationalError, SQLAlchemyError
 
-from app.data.errors import first_line
+from app.data.errors import first_line, timed_out
 from app.data.store import SaveOutcome, save_orders
 from app.documents import ServedOrder
 from app.ingest.records import ErrorType, Rejection
@@ -33,8 +33,6 @@ Record = Any  # kafka.consumer.fetcher.ConsumerRecord
 
 # Refusals in a row, with no order stored between them, that open the breaker.
 BREAKER_THRESHOLD = 10
-# PostgreSQL's SQLSTATE for a statement cancelled by statement_timeout (DB_STATEMENT_TIMEOUT_MS).
-_QUERY_CANCELED = "57014"
 
 
 class Outage(Exception):
@@ -91,7 +89,7 @@ class OrderSink:
             if len(orders) == 1:
                 return self._refused(_Refusal.of(orders[0][0], exc), refusals)
         except OperationalError as exc:
-            if getattr(exc.orig, "pgcode", None) != _QUERY_CANCELED:
+            if not timed_out(exc):
                 raise Outage(f"PostgreSQL: {exc.__class__.__name__}: {first_line(exc)}",
                              "PostgreSQL is unavailable") from exc
             if len(orders) == 1:
