@@ -117,6 +117,9 @@ def scale_table(scale: dict) -> str:
         cpu = case["cpu_us_per_request"]
         return f"{cpu['service']:.0f} / {cpu['postgres_bench_db']:.0f}"
 
+    def ceiling_cell(side: dict) -> str:
+        return f"{_rate(side['miss_ceiling'])}; {cold_cpu(side['miss_ceiling'])}"
+
     rows = [
         (f"ingest of {new_orders:,} new orders, gunicorn 2 workers (orders/s)", ingest_cell(ingest["empty"]),
          ingest_cell(ingest["large"]), f"{scale['ratios']['ingest_large_vs_empty']:.2f}× (goal ≥ 0.9×)"),
@@ -128,6 +131,10 @@ def scale_table(scale: dict) -> str:
          _rate(large["cold"]), "goal ≥ 4,500 req/s, p99 ≤ 30 ms"),
         ("its CPU per request: workers / PostgreSQL (µs)", cold_cpu(small["cold"]), cold_cpu(large["cold"]),
          ""),
+        *([("ceiling, same load: a bare WSGI app doing only the miss's one read, same gunicorn settings "
+            "(req/s; p50 / p99 ms; CPU µs: workers / PostgreSQL)", ceiling_cell(small), ceiling_cell(large),
+            f"cold / ceiling: {scale['ratios']['cold_vs_miss_ceiling_large']:.2f}")]
+          if "miss_ceiling" in large else []),
         ("reads from the workers' caches, same run (req/s; p50 / p99 ms)", _rate(small["cached"]),
          _rate(large["cached"]), f"cold / cached: {scale['ratios']['cold_vs_cached_large']:.2f}"),
         (f"edge, one pass over {large['edge_first_pass']['requests']:,} random stored ids, every request "

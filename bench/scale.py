@@ -11,7 +11,9 @@ Measured, each database the same way:
   empty and the large database alternated round by round, each round right after a CHECKPOINT
   (the worst case for full-page writes, the same for both);
 - cold reads (the workers' cache off) of random stored ids, directly on gunicorn, with the CPU
-  they cost per request; and through the edge, one pass in which every request is a miss;
+  they cost per request, against their ceiling in the same run (bench/miss_ceiling.py: a bare
+  WSGI app whose every request is the same one indexed read); and through the edge, one pass in
+  which every request is a miss;
 - the recent-orders list: its first page and a page `deep_rows` rows deep;
 - bytes stored per order, tables and indexes.
 """
@@ -55,7 +57,7 @@ from config import Config
 from harness import ROOT
 from harness.cluster import OwnCluster
 from harness.kafka import Topics, create_topics, delete_topics
-from harness.postgres import admin_dsn, create_database, drop_database
+from harness.postgres import admin_dsn, create_database, drop_database, dsn
 from harness.service import Service, service_env
 from harness.waiting import wait_until
 
@@ -296,6 +298,8 @@ def read_cases(database: str, topics: Topics, settings: ScaleSettings, work: Pat
         rounds = [_metered_wrk(service, database, ids_file, wrk_settings, f"cold {label}", say)
                   for _ in range(1 if settings.smoke else 2)]
         results["cold"] = best_round(rounds)
+        results["miss_ceiling"] = _miss_ceiling(database, ids_file, wrk_settings, work, say, label,
+                                                1 if settings.smoke else 2)
         # Long enough for the whole pass even at a few hundred requests a second.
         pass_settings = Settings(duration_s=max(settings.duration_s, len(ids) // 100),
                                  connections=settings.connections)
@@ -315,6 +319,18 @@ def read_cases(database: str, topics: Topics, settings: ScaleSettings, work: Pat
         service.stop()
     results["cached"] = _cached_reads(database, topics, len(ids), wrk_settings, work, say, label)
     return results
+
+
+def _miss_ceiling(database: str, ids_file: Path, settings: Settings, work: Path, say: Progress, label: str,
+                  rounds: int) -> dict:
+    """The same load on bench/miss_ceiling.py under the service's gunicorn settings."""
+    ceiling = Service({"BENCH_MISS_CEILING_DSN": dsn(database)}, work / f"miss-ceiling-{label}.log",
+                      args=("-c", "bench/ceiling.conf.py", "bench.miss_ceiling:app")).start()
+    try:
+        return best_round([_metered_wrk(ceiling, database, ids_file, settings, f"miss ceiling {label}", say)
+                           for _ in range(rounds)])
+    finally:
+        ceiling.stop()
 
 
 def _cached_reads(database: str, topics: Topics, ids: int, settings: Settings, work: Path, say: Progress,
@@ -354,10 +370,12 @@ def _metered_wrk(service: Service, database: str, ids_file: Path, settings: Sett
 
 def scale_ratios(results: dict) -> dict[str, float]:
     ingest, read = results["ingest"], results["read"]
+    large = read["large"]
     return {
         "ingest_large_vs_empty": round(ingest["large"]["orders_per_s"] / ingest["empty"]["orders_per_s"], 3),
         "cold_large_vs_small": round(read["large"]["cold"]["rps"] / read["small"]["cold"]["rps"], 3),
         "cold_vs_cached_large": round(read["large"]["cold"]["rps"] / read["large"]["cached"]["rps"], 3),
+        "cold_vs_miss_ceiling_large": round(large["cold"]["rps"] / large["miss_ceiling"]["rps"], 3),
     }
 
 

@@ -29,7 +29,8 @@ SCALE_REQUIRED = [
     "storage.relations.uq_orders_order_uid",
     "ingest.empty.orders_per_s", "ingest.large.orders_per_s", "ingest.large.wal_per_order.bytes",
     "ingest.empty.cpu_us_per_order.total", "ingest.large.cpu_us_per_order.total",
-    "read.small.cold.rps", "read.large.cold.rps", "read.large.cold.p99_ms",
+    "read.small.cold.rps", "read.large.cold.rps", "read.large.cold.p99_ms", "read.large.miss_ceiling.rps",
+    "read.large.miss_ceiling.cpu_us_per_request.postgres_bench_db", "ratios.cold_vs_miss_ceiling_large",
     "read.large.cold.cpu_us_per_request.service", "read.large.cold.cpu_us_per_request.postgres_bench_db",
     "read.large.edge_first_pass.rps", "read.large.list_first_page.rps", "read.large.list_deep_page.rps",
     "read.large.cached.rps", "ratios.cold_vs_cached_large",
@@ -93,7 +94,8 @@ def test_the_scale_section_runs_end_to_end_and_reports_every_figure(tmp_path, ka
     assert [run["orders_before"] for run in scale["ingest"]["empty"]["runs"]] == [0, 0]
     assert scale["storage"]["orders"] == scale["orders"]
     every_read = [scale["read"][size][case] for size in ("small", "large")
-                  for case in ("cold", "edge_first_pass", "list_first_page", "list_deep_page", "cached")]
+                  for case in ("cold", "miss_ceiling", "edge_first_pass", "list_first_page", "list_deep_page",
+                               "cached")]
     assert all(case["errors"] == 0 for case in every_read)
     first_pass = scale["read"]["large"]["edge_first_pass"]
     assert first_pass["requests"] == scale["read"]["large"]["ids"]
