@@ -208,17 +208,20 @@ def measure_ingest(database: str, topics, settings: Settings, work: Path, say: P
     service (a profiler), returns what stops it."""
     env = service_env(database, topics, CONSUMER_BATCH_SIZE=str(Config.CONSUMER_BATCH_SIZE),
                       CONSUMER_BATCH_WAIT_MS=str(Config.CONSUMER_BATCH_WAIT_MS))
-    say("ingest: starting gunicorn with 2 workers")
-    service = Service(env, work / "ingest.log", root=root).start()
-    workers = service.worker_pids()
+    workers: list[int] = []
     meter = CpuMeter(lambda: workers, make_url(database).port or 5432,
                      int(topics.bootstrap.rsplit(":", 1)[1]), make_url(database).database)
+    # Before the service starts (no workers yet, nothing committed): the window of a run so small
+    # that it is all stored before the first sample starts here, the workers' start-up included.
+    started = time.monotonic()
+    timeline: list[tuple[float, int]] = [(0.0, 0)]
+    snapshots: list[Snapshot] = [meter.snapshot()]
+    say("ingest: starting gunicorn with 2 workers")
+    service = Service(env, work / "ingest.log", root=root).start()
+    workers.extend(service.worker_pids())
     detach = attach(service) if attach else None
-    timeline: list[tuple[float, int]] = []
-    snapshots: list[Snapshot] = []
     peak_rss = 0
     kafka_admin = admin(topics.bootstrap)
-    started = time.monotonic()
     try:
         def sample() -> bool:
             nonlocal peak_rss
@@ -242,7 +245,7 @@ def measure_ingest(database: str, topics, settings: Settings, work: Path, say: P
     (t_first, count_first), (t_last, count_last) = timeline[first], timeline[-1]
     rate = (count_last - count_first) / (t_last - t_first) if t_last > t_first else float(count_last)
     # A small run may be stored between two samples: its window then starts at the sample before.
-    start = first if first < len(timeline) - 1 else max(first - 1, 0)
+    start = first if first < len(timeline) - 1 else first - 1
     cpu = CpuMeter.between(snapshots[start], snapshots[-1], max(count_last - timeline[start][1], 1))
     per_order = cpu["cpu_us_per_order"]
     say(f"ingest: {rate:,.0f} orders/s, peak RSS {peak_rss / 2**20:.0f} MiB; CPU per order: service "
