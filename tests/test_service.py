@@ -123,6 +123,26 @@ def test_sigint_is_a_quick_clean_stop(ingest_app, topics, database_url, services
     assert service.wait_exit(timeout_s=15) == 0
 
 
+def test_a_sigterm_with_idle_keep_alive_connections_open_stops_at_once(topics, database_url, tmp_path):
+    """Clients keep connections open between requests: the edge (4 s idle), a scraper of /metrics
+    or a health checker (often longer). gunicorn 24's threaded worker, once stopping, slept until
+    the next event on any of its sockets, so an idle connection kept it for the whole graceful
+    timeout; a stop must only give such connections a moment for a request already on its way."""
+    service = Service(service_env(database_url, topics, GUNICORN_GRACEFUL_TIMEOUT="60"),
+                      tmp_path / "keepalive.log").start()
+    try:
+        idle = [socket.create_connection(("127.0.0.1", service.port), timeout=5) for _ in range(8)]
+        for connection in idle:  # one answered request each, then the connection stays open
+            connection.sendall(b"GET /healthz HTTP/1.1\r\nHost: order-service\r\n\r\n")
+            assert connection.recv(4096).startswith(b"HTTP/1.1 200")
+        service.signal(signal.SIGTERM)
+        assert service.wait_exit(timeout_s=15) == 0, "the stop waited for idle connections"
+        for connection in idle:
+            connection.close()
+    finally:
+        service.kill()
+
+
 def test_a_sigterm_while_the_workers_boot_is_a_clean_stop(topics, database_url, tmp_path):
     """A stop that comes while the workers are still starting (a deploy right after a restart) is
     not lost: before the fix, gunicorn's worker had no handler yet, and the master waited its whole
