@@ -10,6 +10,8 @@ import threading
 
 import psycopg2
 
+from app.data.store import ORDER_BODY, PREPARE_ORDER_BODY
+
 _PREFIX = "/order/"
 _HELD = threading.local()
 _JSON = ("Content-Type", "application/json")
@@ -21,7 +23,7 @@ def _connection():
         connection = psycopg2.connect(os.environ["BENCH_MISS_CEILING_DSN"])
         connection.autocommit = True
         with connection.cursor() as cursor:
-            cursor.execute("PREPARE order_body (text) AS SELECT body FROM orders WHERE order_uid = $1")
+            cursor.execute(PREPARE_ORDER_BODY)
         _HELD.connection = connection
     return connection
 
@@ -31,9 +33,9 @@ def app(environ, start_response):
     row = None
     if path.startswith(_PREFIX):
         with _connection().cursor() as cursor:
-            cursor.execute("EXECUTE order_body (%s)", (path[len(_PREFIX):],))
+            cursor.execute(ORDER_BODY, (path[len(_PREFIX):],))
             row = cursor.fetchone()
-    body = bytes(row[0]) if row else b"{}"
+    body = bytes(row[1]) if row else b"{}"
     start_response("200 OK" if row or not path.startswith(_PREFIX) else "404 Not Found",
                    [_JSON, ("Content-Length", str(len(body)))])
     return [body]

@@ -259,6 +259,11 @@ def measure_ingest(database: str, topics, settings: Settings, work: Path, say: P
             "timeline": [[round(t, 2), count] for t, count in timeline]}
 
 
+def bare_app(app: str, env: dict[str, str], log_path: Path) -> Service:
+    """A bare WSGI app (a ceiling) started under the service's gunicorn settings without its hooks."""
+    return Service(env, log_path, args=("-c", "bench/ceiling.conf.py", app)).start()
+
+
 def measure_reads(database: str, topics, settings: Settings, work: Path, say: Progress) -> dict:
     ids_file, missing_file, body_file = work / "ids.txt", work / "missing.txt", work / "body.json"
     app = create_app(Config, {"SQLALCHEMY_DATABASE_URI": database})
@@ -288,8 +293,7 @@ def measure_reads(database: str, topics, settings: Settings, work: Path, say: Pr
         status, _, body = service.get(f"/order/{ids[0]}")
         assert status == 200
         body_file.write_bytes(body)
-        ceiling = Service({"BENCH_CEILING_BODY": str(body_file)}, work / "ceiling.log",
-                          args=("-c", "bench/ceiling.conf.py", "bench.ceiling:app")).start()
+        ceiling = bare_app("bench.ceiling:app", {"BENCH_CEILING_BODY": str(body_file)}, work / "ceiling.log")
         # Ceiling and service alternate, twice, and each keeps its better round: background work on
         # this shared machine (a checkpoint after the load, a noisy neighbour) only ever slows a
         # round down, and it once cut a ceiling round to a quarter of the other.

@@ -43,6 +43,7 @@ from bench.run import (
     NO_AUTH,
     Progress,
     Settings,
+    bare_app,
     best_round,
     git_commit,
     measure_ingest,
@@ -77,6 +78,10 @@ class ScaleSettings:
     own_cluster: bool = True
     pg_settings: dict[str, str] = field(default_factory=dict)
     smoke: bool = False
+
+    @property
+    def read_rounds(self) -> int:
+        return 1 if self.smoke else 2
 
 
 def run_scale(settings: ScaleSettings, say: Progress) -> dict[str, Any]:
@@ -296,10 +301,10 @@ def read_cases(database: str, topics: Topics, settings: ScaleSettings, work: Pat
     try:
         # The first pass brings the sampled rows into PostgreSQL's cache, as the rounds after it find them.
         rounds = [_metered_wrk(service, database, ids_file, wrk_settings, f"cold {label}", say)
-                  for _ in range(1 if settings.smoke else 2)]
+                  for _ in range(settings.read_rounds)]
         results["cold"] = best_round(rounds)
         results["miss_ceiling"] = _miss_ceiling(database, ids_file, wrk_settings, work, say, label,
-                                                1 if settings.smoke else 2)
+                                                settings.read_rounds)
         # Long enough for the whole pass even at a few hundred requests a second.
         pass_settings = Settings(duration_s=max(settings.duration_s, len(ids) // 100),
                                  connections=settings.connections)
@@ -324,8 +329,8 @@ def read_cases(database: str, topics: Topics, settings: ScaleSettings, work: Pat
 def _miss_ceiling(database: str, ids_file: Path, settings: Settings, work: Path, say: Progress, label: str,
                   rounds: int) -> dict:
     """The same load on bench/miss_ceiling.py under the service's gunicorn settings."""
-    ceiling = Service({"BENCH_MISS_CEILING_DSN": dsn(database)}, work / f"miss-ceiling-{label}.log",
-                      args=("-c", "bench/ceiling.conf.py", "bench.miss_ceiling:app")).start()
+    ceiling = bare_app("bench.miss_ceiling:app", {"BENCH_MISS_CEILING_DSN": dsn(database)},
+                       work / f"miss-ceiling-{label}.log")
     try:
         return best_round([_metered_wrk(ceiling, database, ids_file, settings, f"miss ceiling {label}", say)
                            for _ in range(rounds)])
@@ -369,12 +374,11 @@ def _metered_wrk(service: Service, database: str, ids_file: Path, settings: Sett
 
 
 def scale_ratios(results: dict) -> dict[str, float]:
-    ingest, read = results["ingest"], results["read"]
-    large = read["large"]
+    ingest, small, large = results["ingest"], results["read"]["small"], results["read"]["large"]
     return {
         "ingest_large_vs_empty": round(ingest["large"]["orders_per_s"] / ingest["empty"]["orders_per_s"], 3),
-        "cold_large_vs_small": round(read["large"]["cold"]["rps"] / read["small"]["cold"]["rps"], 3),
-        "cold_vs_cached_large": round(read["large"]["cold"]["rps"] / read["large"]["cached"]["rps"], 3),
+        "cold_large_vs_small": round(large["cold"]["rps"] / small["cold"]["rps"], 3),
+        "cold_vs_cached_large": round(large["cold"]["rps"] / large["cached"]["rps"], 3),
         "cold_vs_miss_ceiling_large": round(large["cold"]["rps"] / large["miss_ceiling"]["rps"], 3),
     }
 

@@ -200,6 +200,14 @@ def order_body(order_uid: str) -> bytes | None:
 PageKey = tuple[datetime, int]
 
 
+def _newest_first(statement: Select, before: PageKey | None) -> Select:
+    """`statement` on `orders` ordered newest first by (date_created, id), from `before` on."""
+    statement = statement.order_by(orders_table.c.date_created.desc(), orders_table.c.id.desc())
+    if before is None:
+        return statement
+    return statement.where(tuple_(orders_table.c.date_created, orders_table.c.id) < tuple_(*before))
+
+
 @dataclass(frozen=True, slots=True)
 class RecentBodies:
     bodies: list[tuple[str, bytes]]
@@ -210,14 +218,9 @@ def latest_bodies(limit: int, before: PageKey | None = None) -> RecentBodies:
     """(order_uid, served bytes) of up to `limit` most recent orders from `before` on, newest first
     (the cache's warm-up reads them a page at a time); `next_key` is where the next page starts,
     None after the oldest."""
-    statement = (
-        select(orders_table.c.id, orders_table.c.order_uid, orders_table.c.body, orders_table.c.date_created)
-        .order_by(orders_table.c.date_created.desc(), orders_table.c.id.desc())
-        .limit(limit)
-    )
-    if before is not None:
-        statement = statement.where(tuple_(orders_table.c.date_created, orders_table.c.id) < tuple_(*before))
-    rows = db.session.execute(statement).all()
+    statement = select(orders_table.c.id, orders_table.c.order_uid, orders_table.c.body,
+                       orders_table.c.date_created).limit(limit)
+    rows = db.session.execute(_newest_first(statement, before)).all()
     assembled = _assembled_bodies([row.id for row in rows if row.body is None])
     bodies = [(row.order_uid, bytes(row.body) if row.body is not None else assembled[row.order_uid])
               for row in rows]
@@ -234,9 +237,10 @@ def _assembled_bodies(order_ids: list[int]) -> dict[str, bytes]:
 
 
 # A prepared statement per connection: PostgreSQL parses and plans the read once, not at every miss
-# (bench/README.md). It names its columns, so a migration that adds others leaves it valid.
-_PREPARE_ORDER_BODY = "PREPARE order_body (text) AS SELECT id, body FROM orders WHERE order_uid = $1"
-_ORDER_BODY = "EXECUTE order_body (%s)"
+# (bench/README.md). It names its columns, so a migration that adds others leaves it valid. Public
+# for bench/miss_ceiling.py, whose bare read must be this one.
+PREPARE_ORDER_BODY = "PREPARE order_body (text) AS SELECT id, body FROM orders WHERE order_uid = $1"
+ORDER_BODY = "EXECUTE order_body (%s)"
 # Where each app keeps its threads' own connections of the reads engine (a threading.local).
 _HELD = "order_service.held_read_connections"
 
@@ -251,7 +255,7 @@ def _stored_row(order_uid: str) -> tuple[int, Any] | None:
         try:
             connection = getattr(held, "connection", None) or _hold_connection(held)
             with connection.cursor() as cursor:
-                cursor.execute(_ORDER_BODY, (order_uid,))
+                cursor.execute(ORDER_BODY, (order_uid,))
                 return cursor.fetchone()
         except psycopg2.Error as exc:
             broken = connection is not None and connection.closed
@@ -260,7 +264,7 @@ def _stored_row(order_uid: str) -> tuple[int, Any] | None:
                 connection.close()
             if attempt == 1 and broken:
                 continue
-            raise DBAPIError.instance(_ORDER_BODY, (order_uid,), exc, psycopg2.Error) from exc
+            raise DBAPIError.instance(ORDER_BODY, (order_uid,), exc, psycopg2.Error) from exc
     raise AssertionError("unreachable")
 
 
@@ -274,7 +278,7 @@ def _hold_connection(held: threading.local) -> Any:
     connection = pooled.dbapi_connection
     try:
         with connection.cursor() as cursor:
-            cursor.execute(_PREPARE_ORDER_BODY)
+            cursor.execute(PREPARE_ORDER_BODY)
     except BaseException:
         connection.close()
         raise
@@ -329,16 +333,9 @@ def recent_orders(limit: int, columns: dict[str, tuple[str, ...]], count_label: 
     )
     # Nested fields are columns named <group>_<field> (models.py).
     fields = [orders_table.c["_".join(path)].label(key) for key, path in columns.items()]
-    statement = (
-        select(orders_table.c.id, orders_table.c.date_created.label("_date_created"), *fields, item_count)
-        .order_by(orders_table.c.date_created.desc(), orders_table.c.id.desc())
-        .limit(limit + 1)
-    )
-    if before is not None:
-        statement = statement.where(
-            tuple_(orders_table.c.date_created, orders_table.c.id) < tuple_(*before)
-        )
-    rows = db.session.execute(statement).all()
+    statement = select(orders_table.c.id, orders_table.c.date_created.label("_date_created"), *fields,
+                       item_count).limit(limit + 1)
+    rows = db.session.execute(_newest_first(statement, before)).all()
     page = [{key: row._mapping[key] for key in (*columns, count_label)} for row in rows[:limit]]
     last = rows[limit - 1] if len(rows) > limit else None
     return RecentRows(page, (last._date_created, last.id) if last else None)
