@@ -2,11 +2,13 @@
 round on one loaded database: what a lever does to the rate, the CPU and the WAL per order.
 
     python -m bench.ingest_ab --orders 2000000 --rounds 2 \\
-        --variant base: --variant zstd:wal_compression=zstd --variant old:root=/path/to/checkout
+        --variant base: --variant zstd:wal_compression=zstd --variant old:root=/path/to/checkout \\
+        --variant g24:gunicorn=/path/to/venv/bin/gunicorn
 
 A variant is NAME:SETTING=VALUE,... (settings of the bench's own cluster on top of
 infra/postgres/postgresql.conf; `root=DIR` runs gunicorn from another checkout, whose code must
-work on this database's schema). Before each round of a variant whose settings differ from the
+work on this database's schema; `gunicorn=PATH` runs another gunicorn executable, such as another
+version's in a virtualenv of its own). Before each round of a variant whose settings differ from the
 running ones, the cluster is restarted with them and the indexes of the two tables are read back
 into shared_buffers (pg_prewarm: a long-running server keeps them there); unless --no-checkpoint,
 a CHECKPOINT is taken. Each round ingests `--new-orders` new orders through gunicorn (2 workers)
@@ -21,6 +23,7 @@ import shutil
 import statistics
 import subprocess
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 from bench import bulk_load
@@ -30,13 +33,21 @@ from config import Config
 from harness import ROOT
 from harness.cluster import PG_BIN, OwnCluster, as_owner
 from harness.kafka import create_topics, delete_topics
+from harness.service import GUNICORN
 
 
-def parse_variant(text: str) -> tuple[str, dict[str, str], Path]:
+@dataclass(frozen=True)
+class Variant:
+    name: str
+    settings: dict[str, str]
+    root: Path
+    gunicorn: Path
+
+
+def parse_variant(text: str) -> Variant:
     name, _, rest = text.partition(":")
     settings = dict(item.split("=", 1) for item in rest.split(",") if item)
-    root = Path(settings.pop("root", ROOT))
-    return name, settings, root
+    return Variant(name, settings, Path(settings.pop("root", ROOT)), Path(settings.pop("gunicorn", GUNICORN)))
 
 
 def prewarm(database: str) -> None:
@@ -72,7 +83,7 @@ def main() -> None:
     variants = [parse_variant(text) for text in args.variant]
     say = Progress()
     work = Path(tempfile.mkdtemp(prefix="order-bench-ab-"))
-    runs: dict[str, list[dict]] = {name: [] for name, _, _ in variants}
+    runs: dict[str, list[dict]] = {variant.name: [] for variant in variants}
     with OwnCluster() as cluster:
         database = _new_database(cluster.url(), "orders_ab")
         bulk_load.grow(database, args.orders, say)
@@ -80,7 +91,8 @@ def main() -> None:
         try:
             for round_number in range(args.rounds):
                 order = variants if round_number % 2 == 0 else list(reversed(variants))
-                for index, (name, settings, root) in enumerate(order):
+                for index, variant in enumerate(order):
+                    name, settings = variant.name, variant.settings
                     if settings != cluster.settings or (round_number, index) == (0, 0):
                         cluster.restart(settings)
                         prewarm(database)
@@ -94,7 +106,7 @@ def main() -> None:
                         [(start,)] = sql(database, "SELECT pg_current_wal_lsn()")
                         say(f"{name}, round {round_number + 1}: {before:,} orders before; {settings}")
                         result = measure_ingest(database, topics, Settings(orders=args.new_orders), work, say,
-                                                root=root)
+                                                root=variant.root, gunicorn=variant.gunicorn)
                         wal = {key: (value - wal_before[key]) / args.new_orders
                                for key, value in wal_written(database).items()}
                         assert count(database) - before == args.new_orders

@@ -36,7 +36,7 @@ from harness.edge import Edge
 from harness.kafka import admin, committed_offsets, create_topics, delete_topics
 from harness.oidc import Tokens
 from harness.postgres import admin_dsn, app_database, create_database, drop_database
-from harness.service import Service, service_env
+from harness.service import GUNICORN, Service, service_env
 from harness.waiting import wait_until
 
 WRK_SCRIPT = ROOT / "bench" / "wrk_random_ids.lua"
@@ -201,11 +201,12 @@ def store_ceiling(database_url: str, values: list[bytes], settings: Settings, sa
 
 
 def measure_ingest(database: str, topics, settings: Settings, work: Path, say: Progress,
-                   root: Path = ROOT, attach: Callable[[Service], Callable[[], None]] | None = None) -> dict:
+                   root: Path = ROOT, attach: Callable[[Service], Callable[[], None]] | None = None,
+                   gunicorn: Path = GUNICORN) -> dict:
     """The service (gunicorn, 2 workers, consumers on) consumes the pre-produced topic; the rate and
     the CPU time of each process group are taken between the first and the last committed order.
     `root`: the tree gunicorn runs from (bench/cpu_ab.py compares two); `attach`: started with the
-    service (a profiler), returns what stops it."""
+    service (a profiler), returns what stops it; `gunicorn`: the executable (bench/ingest_ab.py)."""
     env = service_env(database, topics, CONSUMER_BATCH_SIZE=str(Config.CONSUMER_BATCH_SIZE),
                       CONSUMER_BATCH_WAIT_MS=str(Config.CONSUMER_BATCH_WAIT_MS))
     workers: list[int] = []
@@ -217,7 +218,7 @@ def measure_ingest(database: str, topics, settings: Settings, work: Path, say: P
     timeline: list[tuple[float, int]] = [(0.0, 0)]
     snapshots: list[Snapshot] = [meter.snapshot()]
     say("ingest: starting gunicorn with 2 workers")
-    service = Service(env, work / "ingest.log", root=root).start()
+    service = Service(env, work / "ingest.log", root=root, gunicorn=gunicorn).start()
     workers.extend(service.worker_pids())
     detach = attach(service) if attach else None
     peak_rss = 0

@@ -35,9 +35,12 @@ class Service:
     """One gunicorn master with its workers, on a free port of 127.0.0.1."""
 
     def __init__(self, env: dict[str, str], log_path: Path, args: tuple[str, ...] = ("wsgi:app",),
-                 root: Path = ROOT, credentials: Callable[[], dict[str, str]] | None = None) -> None:
-        """`credentials()`: headers that every get() sends unless told otherwise (a bearer token)."""
+                 root: Path = ROOT, credentials: Callable[[], dict[str, str]] | None = None,
+                 gunicorn: Path = GUNICORN) -> None:
+        """`credentials()`: headers that every get() sends unless told otherwise (a bearer token);
+        `gunicorn`: the executable (another virtualenv's, to compare versions)."""
         self.credentials = credentials
+        self.gunicorn = gunicorn
         self.args = args
         self.root = root
         self.port = free_port()
@@ -53,7 +56,8 @@ class Service:
         """Start gunicorn without waiting for it to answer."""
         log = self.log_path.open("ab")
         self.process = subprocess.Popen(
-            [str(GUNICORN), *self.args], cwd=self.root, env=self.env, stdout=log, stderr=subprocess.STDOUT
+            [str(self.gunicorn), *self.args], cwd=self.root, env=self.env, stdout=log,
+            stderr=subprocess.STDOUT,
         )
         return self
 
