@@ -64,6 +64,7 @@ DEFAULTS: dict[str, str | int | bool] = {
     "CONSUMER_BATCH_SIZE": 500,
     "CONSUMER_BATCH_WAIT_MS": 200,
     "CONSUMER_MAX_BACKOFF_S": 10,
+    "CONSUMER_HEARTBEAT_INTERVAL_MS": 1000,
     "CACHE_THRESHOLD": 20_000,
     "CACHE_MAX_BYTES": 128 * 1024 * 1024,
     "CACHE_TTL": 3600,
@@ -140,6 +141,8 @@ LIMITS: dict[str, tuple[int, int, str]] = {
     "CONSUMER_BATCH_SIZE": (1, 100_000, "records per poll"),
     "CONSUMER_BATCH_WAIT_MS": (1, 60_000, "milliseconds (0 would make the consumer spin)"),
     "CONSUMER_MAX_BACKOFF_S": (1, 3_600, "seconds"),
+    # Kafka asks for at most a third of the session timeout (kafka-python's 10 s).
+    "CONSUMER_HEARTBEAT_INTERVAL_MS": (100, 3_000, "milliseconds between a consumer's heartbeats"),
     "CACHE_THRESHOLD": (0, 100_000_000, "orders per worker (0: no cache)"),
     "CACHE_MAX_BYTES": (0, 1 << 40, "bytes per worker (0: no cache)"),
     # cachelib takes 0 for "never expires", and then drops such entries first whenever it prunes.
@@ -377,6 +380,7 @@ class Config:
     CONSUMER_BATCH_SIZE = env_int("CONSUMER_BATCH_SIZE")
     CONSUMER_BATCH_WAIT_MS = env_int("CONSUMER_BATCH_WAIT_MS")
     CONSUMER_MAX_BACKOFF_S = env_int("CONSUMER_MAX_BACKOFF_S")
+    CONSUMER_HEARTBEAT_INTERVAL_MS = env_int("CONSUMER_HEARTBEAT_INTERVAL_MS")
 
     CACHE_THRESHOLD = env_int("CACHE_THRESHOLD")
     # Orders may be up to 1 MiB each, so the count alone does not bound a worker's memory.

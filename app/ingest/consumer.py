@@ -232,6 +232,10 @@ class OrderConsumer:
             # A new group starts from the beginning: orders already in the topic are not skipped.
             auto_offset_reset="earliest",
             max_poll_records=self.config["CONSUMER_BATCH_SIZE"],
+            # A member learns that the group is rebalancing from a heartbeat's answer: kafka-python's
+            # 3 s left a starting worker without partitions for 3 s while the first one took them all
+            # (bench/README.md, "heartbeat").
+            heartbeat_interval_ms=self.config["CONSUMER_HEARTBEAT_INTERVAL_MS"],
             client_id=f"order-service-{threading.get_native_id()}",
         )
         consumer.subscribe([self.config["KAFKA_TOPIC"]], listener=_RevocationLog(self))
