@@ -15,12 +15,12 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
     parser.add_argument("--smoke", action="store_true",
-                        help="tiny run (2,000 orders, 2 s of load) that exercises every step")
+                        help="tiny run (2,000 orders, 1 s of load) that exercises every step")
     args = parser.parse_args()
     settings = Settings(orders=args.orders, read_ids=args.read_ids, duration_s=args.duration,
                         connections=args.connections, out_dir=args.out)
     if args.smoke:
-        settings = Settings(orders=2000, read_ids=200, duration_s=2, connections=8, store_batch=100,
+        settings = Settings(orders=2000, read_ids=200, duration_s=1, connections=8, store_batch=100,
                             out_dir=args.out, smoke=True, read_rounds=1)
     results = run(settings)
     readme = None if settings.smoke else ROOT / "README.md"

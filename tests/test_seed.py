@@ -2,6 +2,7 @@
 PostgreSQL and out of the HTTP API."""
 
 import re
+import time
 
 from app import create_app
 from config import TestConfig
@@ -47,7 +48,9 @@ def test_the_same_seed_produces_the_same_orders(runner, tmp_path):
 def test_an_unreachable_kafka_is_a_clear_error(database_url):
     app = create_app(TestConfig, {"SQLALCHEMY_DATABASE_URI": database_url,
                                   "KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:1"})
-    result = seed(app.test_cli_runner(), "--count", "5", "--quiet")
+    started = time.monotonic()
+    result = seed(app.test_cli_runner(), "--count", "5", "--quiet", "--kafka-wait", "2")
+    assert time.monotonic() - started < 8, "it waited longer than --kafka-wait (the default is 10 s)"
     assert result.exit_code == 1
     assert "Kafka is not reachable at 127.0.0.1:1" in result.output
     assert "make infra" in result.output

@@ -22,14 +22,14 @@ from app.tracing import flush_tracing, start_tracing
 _tracer = trace.get_tracer("app.cli.seed")
 
 
-def _producer(settings: KafkaSettings, topic: str) -> KafkaProducer:
+def _producer(settings: KafkaSettings, topic: str, wait_s: float) -> KafkaProducer:
     producer = new_producer(
         settings,
         acks="all",
         linger_ms=20,
         batch_size=256 * 1024,
         max_request_size=3 * 1024 * 1024,
-        max_block_ms=10_000,
+        max_block_ms=int(wait_s * 1000),
     )
     # Fetching the topic's metadata proves the broker answers before anything is generated.
     if not producer.partitions_for(topic):
@@ -53,9 +53,12 @@ def _producer(settings: KafkaSettings, topic: str) -> KafkaProducer:
               help="Write the order_uid of every distinct valid order produced, one per line.")
 @click.option("--topic", default=None, help="Defaults to KAFKA_TOPIC.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
+@click.option("--kafka-wait", type=click.FloatRange(0.1, 300), default=10, show_default=True,
+              help="Seconds to wait for Kafka to answer (and for room in the producer's buffer) "
+                   "before giving up.")
 @with_appcontext
 def seed_orders(count, rate, seed, invalid_ratio, duplicate_ratio, min_items, max_items, ids_file,
-                topic, quiet):
+                topic, quiet, kafka_wait):
     """Produce realistic fake orders (consistent totals, varied items, locales, currencies)."""
     if min_items > max_items:
         raise click.BadParameter("--min-items must not exceed --max-items")
@@ -64,7 +67,7 @@ def seed_orders(count, rate, seed, invalid_ratio, duplicate_ratio, min_items, ma
     kafka = KafkaSettings.from_config(current_app.config)
     topic = topic or current_app.config["KAFKA_TOPIC"]
     try:
-        producer = _producer(kafka, topic)
+        producer = _producer(kafka, topic, kafka_wait)
     except KafkaError as exc:
         raise click.ClickException(refusal(kafka, (topic,)) or unreachable_message(kafka, exc)) from None
 
