@@ -118,6 +118,10 @@ def dev_secrets_dir() -> Path:
     return order_service_home() / "keycloak" / "secrets"
 
 
+# How long the group waits for a consumer's heartbeat before it hands the consumer's partitions to
+# the others (kafka-python's default, passed explicitly because the heartbeat's range derives from it).
+CONSUMER_SESSION_TIMEOUT_MS = 10_000
+
 # The range of every whole-number setting, and what it counts: a start with anything else stops
 # with one message naming the variable (config.py's import for the environment and .env, the app
 # factory for a value given in code). Each default sits in its range (tests/unit/test_defaults.py).
@@ -141,8 +145,9 @@ LIMITS: dict[str, tuple[int, int, str]] = {
     "CONSUMER_BATCH_SIZE": (1, 100_000, "records per poll"),
     "CONSUMER_BATCH_WAIT_MS": (1, 60_000, "milliseconds (0 would make the consumer spin)"),
     "CONSUMER_MAX_BACKOFF_S": (1, 3_600, "seconds"),
-    # Kafka asks for at most a third of the session timeout (kafka-python's 10 s).
-    "CONSUMER_HEARTBEAT_INTERVAL_MS": (100, 3_000, "milliseconds between a consumer's heartbeats"),
+    "CONSUMER_HEARTBEAT_INTERVAL_MS": (100, CONSUMER_SESSION_TIMEOUT_MS // 3,
+                                       "milliseconds between a consumer's heartbeats (a third of the "
+                                       "session timeout at most, as Kafka asks)"),
     "CACHE_THRESHOLD": (0, 100_000_000, "orders per worker (0: no cache)"),
     "CACHE_MAX_BYTES": (0, 1 << 40, "bytes per worker (0: no cache)"),
     # cachelib takes 0 for "never expires", and then drops such entries first whenever it prunes.

@@ -16,6 +16,9 @@ from kafka.client_async import KafkaClient
 # If the client's 2-second version probe fails, it falls back to requests that Kafka 4 no longer
 # accepts (KIP-896); pinned, no client probes, and none contacts the broker when it is created.
 KAFKA_API_VERSION = (2, 6, 0)
+# How long a command's producer waits for Kafka (the topic's metadata, room in its buffer) before
+# it gives up with unreachable_message; `flask seed-orders --kafka-wait` changes it.
+COMMAND_KAFKA_WAIT_S = 10
 
 SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
 SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")

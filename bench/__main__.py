@@ -6,6 +6,10 @@ from pathlib import Path
 from bench.report import write_all
 from bench.run import ROOT, Settings, run
 
+# --smoke: a tiny run that exercises every step (tests/test_bench_smoke.py).
+SMOKE = {"orders": 2000, "read_ids": 200, "duration_s": 1, "connections": 8, "store_batch": 100,
+         "read_rounds": 1}
+
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
@@ -15,13 +19,13 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
     parser.add_argument("--smoke", action="store_true",
-                        help="tiny run (2,000 orders, 1 s of load) that exercises every step")
+                        help=f"tiny run ({SMOKE['orders']:,} orders, {SMOKE['duration_s']} s of load per "
+                             "case) that exercises every step")
     args = parser.parse_args()
     settings = Settings(orders=args.orders, read_ids=args.read_ids, duration_s=args.duration,
                         connections=args.connections, out_dir=args.out)
     if args.smoke:
-        settings = Settings(orders=2000, read_ids=200, duration_s=1, connections=8, store_batch=100,
-                            out_dir=args.out, smoke=True, read_rounds=1)
+        settings = Settings(**SMOKE, out_dir=args.out, smoke=True)
     results = run(settings)
     readme = None if settings.smoke else ROOT / "README.md"
     for path in write_all(results, settings.out_dir, readme):

@@ -1,5 +1,5 @@
-"""Ingest into a large database under different PostgreSQL settings or code, alternated round by
-round on one loaded database: what a lever does to the rate, the CPU and the WAL per order.
+"""Ingest into a large database under different PostgreSQL settings, code or gunicorn, alternated
+round by round on one loaded database: what a lever does to the rate, the CPU and the WAL per order.
 
     python -m bench.ingest_ab --orders 2000000 --rounds 2 \\
         --variant base: --variant zstd:wal_compression=zstd --variant old:root=/path/to/checkout \\
@@ -45,9 +45,16 @@ class Variant:
 
 
 def parse_variant(text: str) -> Variant:
+    """A variant of the command line; a root or gunicorn that does not exist stops the run here,
+    before the database is grown."""
     name, _, rest = text.partition(":")
     settings = dict(item.split("=", 1) for item in rest.split(",") if item)
-    return Variant(name, settings, Path(settings.pop("root", ROOT)), Path(settings.pop("gunicorn", GUNICORN)))
+    root = Path(settings.pop("root", ROOT)).expanduser().resolve()
+    gunicorn = Path(settings.pop("gunicorn", GUNICORN)).expanduser().absolute()
+    if not root.is_dir() or not gunicorn.is_file():
+        raise SystemExit(f"bench.ingest_ab: variant {name}: no checkout at {root} "
+                         f"or no gunicorn at {gunicorn}")
+    return Variant(name, settings, root, gunicorn)
 
 
 def prewarm(database: str) -> None:

@@ -305,11 +305,8 @@ def read_cases(database: str, topics: Topics, settings: ScaleSettings, work: Pat
         results["cold"] = best_round(rounds)
         results["miss_ceiling"] = _miss_ceiling(database, ids_file, wrk_settings, work, say, label,
                                                 settings.read_rounds)
-        # Long enough for the whole pass even at a few hundred requests a second.
-        pass_settings = Settings(duration_s=max(settings.duration_s, len(ids) // 100),
-                                 connections=settings.connections)
         with running_edge(service, work) as edge:
-            results["edge_first_pass"] = wrk_one_pass(edge, ids_file, pass_settings, work, say)
+            results["edge_first_pass"] = wrk_one_pass(edge, ids_file, wrk_settings, work, say)
         list_duration = settings.duration_s if settings.smoke else max(2, settings.duration_s // 2)
         list_settings = Settings(duration_s=list_duration, connections=settings.connections)
         first_page = work / f"first-page-{label}.txt"

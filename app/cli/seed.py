@@ -14,7 +14,7 @@ from opentelemetry.propagate import inject
 from opentelemetry.trace import SpanKind
 from tqdm import tqdm
 
-from app.kafka_clients import KafkaSettings, new_producer, unreachable_message
+from app.kafka_clients import COMMAND_KAFKA_WAIT_S, KafkaSettings, new_producer, unreachable_message
 from app.kafka_health import refusal
 from app.seed import OrderFactory, encode, invalid_record
 from app.tracing import flush_tracing, start_tracing
@@ -53,9 +53,9 @@ def _producer(settings: KafkaSettings, topic: str, wait_s: float) -> KafkaProduc
               help="Write the order_uid of every distinct valid order produced, one per line.")
 @click.option("--topic", default=None, help="Defaults to KAFKA_TOPIC.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-@click.option("--kafka-wait", type=click.FloatRange(0.1, 300), default=10, show_default=True,
-              help="Seconds to wait for Kafka to answer (and for room in the producer's buffer) "
-                   "before giving up.")
+@click.option("--kafka-wait", type=click.FloatRange(0.1, 300), default=COMMAND_KAFKA_WAIT_S,
+              show_default=True, help="Seconds to wait for Kafka, at the start and for room in the "
+                                      "producer's buffer while sending, before giving up.")
 @with_appcontext
 def seed_orders(count, rate, seed, invalid_ratio, duplicate_ratio, min_items, max_items, ids_file,
                 topic, quiet, kafka_wait):
@@ -94,7 +94,12 @@ def seed_orders(count, rate, seed, invalid_ratio, duplicate_ratio, min_items, ma
             if kind == "valid":
                 sent_valid.append((key, value))
                 ids.append(key.decode())
-            future = _send(producer, topic, key, value, traced)
+            try:
+                future = _send(producer, topic, key, value, traced)
+            except KafkaError as exc:  # no room in the buffer within --kafka-wait: the broker went away
+                producer.close(timeout=0)
+                raise click.ClickException(f"sending stopped at record {index + 1:,} of {count:,}: "
+                                           + unreachable_message(kafka, exc)) from None
             future.add_errback(failures.append)
             progress.update(1)
         producer.flush()

@@ -25,7 +25,7 @@ from kafka.structs import OffsetAndMetadata
 from app.dlq.records import DeadLetter, Source
 from app.dlq.summary import matches
 from app.dlq.topic import MAX_FETCH_BYTES, DlqError, read_records, unreachable
-from app.kafka_clients import KafkaSettings, new_producer
+from app.kafka_clients import COMMAND_KAFKA_WAIT_S, KafkaSettings, new_producer
 
 REPLAYED_FROM_HEADER = "dlq.replayed.from"
 REPLAY_GROUP_SUFFIX = "-dlq-replay"
@@ -203,7 +203,7 @@ def _produce(settings: KafkaSettings, consumer: KafkaConsumer, dlq_topic: str, t
             settings, acks="all", retries=5,
             # Replays of one key keep their order.
             max_in_flight_requests_per_connection=1,
-            max_request_size=MAX_FETCH_BYTES, linger_ms=20, max_block_ms=10_000,
+            max_request_size=MAX_FETCH_BYTES, linger_ms=20, max_block_ms=COMMAND_KAFKA_WAIT_S * 1000,
             client_id="order-service-dlq-replay",
         )
     except KafkaError as exc:

@@ -39,6 +39,7 @@ from app.metrics import (
     CONSUMER_WAITING,
     ORDERS_CONSUMED,
 )
+from config import CONSUMER_SESSION_TIMEOUT_MS
 
 log = logging.getLogger(__name__)
 
@@ -236,6 +237,7 @@ class OrderConsumer:
             # 3 s left a starting worker without partitions for 3 s while the first one took them all
             # (bench/README.md, "heartbeat").
             heartbeat_interval_ms=self.config["CONSUMER_HEARTBEAT_INTERVAL_MS"],
+            session_timeout_ms=CONSUMER_SESSION_TIMEOUT_MS,
             client_id=f"order-service-{threading.get_native_id()}",
         )
         consumer.subscribe([self.config["KAFKA_TOPIC"]], listener=_RevocationLog(self))

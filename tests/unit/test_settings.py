@@ -12,6 +12,9 @@ from app import create_app
 from config import DEFAULTS, LIMITS, TestConfig
 from harness import ROOT
 
+# The factory needs a database URL; none of these tests connects to it.
+NO_DATABASE = "postgresql+psycopg2://x@127.0.0.1/x"
+
 # Each a value that once started the service and misbehaved later (or never worked).
 OUT_OF_RANGE = [
     # cachelib takes 0 for "never expires" and drops such entries first whenever it prunes.
@@ -19,6 +22,8 @@ OUT_OF_RANGE = [
     ("CACHE_TTL", "-5"),
     ("CONSUMER_BATCH_SIZE", "0"),  # kafka-python asserts max_records > 0 inside every poll
     ("CONSUMER_BATCH_WAIT_MS", "0"),  # a consumer that spins
+    # kafka-python asserts heartbeat <= session timeout when each consumer is created
+    ("CONSUMER_HEARTBEAT_INTERVAL_MS", "20000"),
     ("DB_POOL_SIZE", "-1"),
     ("DB_STATEMENT_TIMEOUT_MS", "-100"),
     ("GUNICORN_THREADS", "100000"),
@@ -42,7 +47,7 @@ def test_a_setting_out_of_range_in_the_environment_stops_the_import(name, value)
 @pytest.mark.parametrize("name, value", OUT_OF_RANGE)
 def test_a_setting_out_of_range_given_in_code_stops_the_factory(name, value):
     with pytest.raises(ValueError, match=f"^{name}={int(value)} is out of range: .*, from "):
-        create_app(TestConfig, {"SQLALCHEMY_DATABASE_URI": "postgresql+psycopg2://x@127.0.0.1/x",
+        create_app(TestConfig, {"SQLALCHEMY_DATABASE_URI": NO_DATABASE,
                                 name: int(value)})
 
 
@@ -77,7 +82,7 @@ def test_kafka_settings_that_cannot_work_stop_gunicorn_and_the_factory(env, word
     lines = run.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("order-service: ") and words in lines[0], run.stderr
     with pytest.raises(ValueError, match=re.escape(words)):
-        create_app(TestConfig, {"SQLALCHEMY_DATABASE_URI": "postgresql+psycopg2://x@127.0.0.1/x", **env})
+        create_app(TestConfig, {"SQLALCHEMY_DATABASE_URI": NO_DATABASE, **env})
 
 
 def test_devstack_stops_at_once_with_one_line_naming_the_setting():
@@ -87,3 +92,18 @@ def test_devstack_stops_at_once_with_one_line_naming_the_setting():
     assert run.stderr.strip().splitlines() == [
         "infra: error: PORT=70000 is out of range: a TCP port, from 1 to 65535. "
         "Fix it in the environment or .env."]
+
+
+def test_the_consumer_heartbeats_at_the_configured_interval():
+    # Members learn of a rebalance from a heartbeat's answer, so a joining worker waits up to this
+    # long for its share. Creating the consumer contacts no broker (its API version is pinned).
+    from app.ingest.consumer import OrderConsumer
+
+    app = create_app(TestConfig, {"SQLALCHEMY_DATABASE_URI": NO_DATABASE,
+                                  "KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:1",
+                                  "CONSUMER_HEARTBEAT_INTERVAL_MS": 250})
+    consumer = OrderConsumer(app)._new_consumer()
+    try:
+        assert consumer._coordinator.heartbeat.config["heartbeat_interval_ms"] == 250
+    finally:
+        consumer.close()
