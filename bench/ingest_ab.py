@@ -8,12 +8,14 @@ round by round on one loaded database: what a lever does to the rate, the CPU an
 A variant is NAME:SETTING=VALUE,... (settings of the bench's own cluster on top of
 infra/postgres/postgresql.conf; `root=DIR` runs gunicorn from another checkout, whose code must
 work on this database's schema; `gunicorn=PATH` runs another gunicorn executable, such as another
-version's in a virtualenv of its own). Before each round of a variant whose settings differ from the
-running ones, the cluster is restarted with them and the indexes of the two tables are read back
-into shared_buffers (pg_prewarm: a long-running server keeps them there); unless --no-checkpoint,
-a CHECKPOINT is taken. Each round ingests `--new-orders` new orders through gunicorn (2 workers)
-from a topic of its own. With one variant and --no-checkpoint, the rounds follow each other as a
-steady stream would: the full-page images per order then show when checkpoints come.
+version's in a virtualenv of its own; `dates=recent` gives the new orders dates after every loaded
+one, one second apart, as orders arriving today would have, instead of the generator's 2021-2025).
+Before each round of a variant whose settings differ from the running ones, the cluster is restarted
+with them and the indexes of the two tables are read back into shared_buffers (pg_prewarm: a
+long-running server keeps them there); unless --no-checkpoint, a CHECKPOINT is taken. Each round
+ingests `--new-orders` new orders through gunicorn (2 workers) from a topic of its own. With one
+variant and --no-checkpoint, the rounds follow each other as a steady stream would: the full-page
+images per order then show when checkpoints come.
 """
 
 import argparse
@@ -24,15 +26,19 @@ import statistics
 import subprocess
 import tempfile
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
+from app.documents import format_utc
+from app.seed import OrderFactory, encode
+from app.seed.common import WINDOW_END
 from bench import bulk_load
 from bench.run import Progress, Settings, measure_ingest, produce_orders
 from bench.scale import NEW_ORDERS_SEED, _new_database, checkpoint, count, settle, sql, wal_written
 from config import Config
 from harness import ROOT
 from harness.cluster import PG_BIN, OwnCluster, as_owner
-from harness.kafka import create_topics, delete_topics
+from harness.kafka import create_topics, delete_topics, produce
 from harness.service import GUNICORN
 
 
@@ -42,6 +48,7 @@ class Variant:
     settings: dict[str, str]
     root: Path
     gunicorn: Path
+    recent_dates: bool = False
 
 
 def parse_variant(text: str) -> Variant:
@@ -54,7 +61,24 @@ def parse_variant(text: str) -> Variant:
     if not root.is_dir() or not gunicorn.is_file():
         raise SystemExit(f"bench.ingest_ab: variant {name}: no checkout at {root} "
                          f"or no gunicorn at {gunicorn}")
-    return Variant(name, settings, root, gunicorn)
+    dates = settings.pop("dates", "generator")
+    if dates not in ("generator", "recent"):
+        raise SystemExit(f"bench.ingest_ab: variant {name}: dates={dates}: 'generator' or 'recent'")
+    return Variant(name, settings, root, gunicorn, dates == "recent")
+
+
+def produce_recent_orders(topics, count: int, seed: int, say: Progress) -> None:
+    """The generator's orders, dated after every loaded order (WINDOW_END on), one second apart."""
+    say(f"producing {count:,} orders of seed {seed}, dated from {format_utc(_after_history(0))} on")
+    orders = []
+    for index, order in enumerate(OrderFactory(seed).orders(count)):
+        order["date_created"] = format_utc(_after_history(index))
+        orders.append((order["order_uid"].encode(), encode(order)))
+    produce(topics.bootstrap, topics.orders, orders)
+
+
+def _after_history(seconds: int) -> datetime:
+    return datetime.fromtimestamp(WINDOW_END + seconds, UTC)
 
 
 def prewarm(database: str) -> None:
@@ -105,8 +129,11 @@ def main() -> None:
                         prewarm(database)
                     topics = create_topics(Config.KAFKA_BOOTSTRAP_SERVERS)
                     try:
-                        produce_orders(topics, args.new_orders, NEW_ORDERS_SEED + 10 * round_number + index,
-                                       work, say)
+                        seed = NEW_ORDERS_SEED + 10 * round_number + index
+                        if variant.recent_dates:
+                            produce_recent_orders(topics, args.new_orders, seed, say)
+                        else:
+                            produce_orders(topics, args.new_orders, seed, work, say)
                         if not args.no_checkpoint:
                             checkpoint(database)
                         before, wal_before = count(database), wal_written(database)
