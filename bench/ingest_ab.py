@@ -48,7 +48,7 @@ class Variant:
     settings: dict[str, str]
     root: Path
     gunicorn: Path
-    recent_dates: bool = False
+    recent_dates: bool
 
 
 def parse_variant(text: str) -> Variant:

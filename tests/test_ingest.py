@@ -224,4 +224,3 @@ def test_a_rebalance_during_an_outage_loses_nothing_and_stalls_nothing(
 
     assert sorted(stored_uids(ingest_app)) == sorted(o["order_uid"] for o in orders)
     assert read_all(topics.bootstrap, topics.dlq) == []
-
