@@ -26,19 +26,24 @@ import statistics
 import subprocess
 import tempfile
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 
-from app.documents import format_utc
-from app.seed import OrderFactory, encode
-from app.seed.common import WINDOW_END
 from bench import bulk_load
 from bench.run import Progress, Settings, measure_ingest, produce_orders
-from bench.scale import NEW_ORDERS_SEED, _new_database, checkpoint, count, settle, sql, wal_written
+from bench.scale import (
+    NEW_ORDERS_SEED,
+    _new_database,
+    checkpoint,
+    count,
+    produce_recent_orders,
+    settle,
+    sql,
+    wal_written,
+)
 from config import Config
 from harness import ROOT
 from harness.cluster import PG_BIN, OwnCluster, as_owner
-from harness.kafka import create_topics, delete_topics, produce
+from harness.kafka import create_topics, delete_topics
 from harness.service import GUNICORN
 
 
@@ -65,20 +70,6 @@ def parse_variant(text: str) -> Variant:
     if dates not in ("generator", "recent"):
         raise SystemExit(f"bench.ingest_ab: variant {name}: dates={dates}: 'generator' or 'recent'")
     return Variant(name, settings, root, gunicorn, dates == "recent")
-
-
-def produce_recent_orders(topics, count: int, seed: int, say: Progress) -> None:
-    """The generator's orders, dated after every loaded order (WINDOW_END on), one second apart."""
-    say(f"producing {count:,} orders of seed {seed}, dated from {format_utc(_after_history(0))} on")
-    orders = []
-    for index, order in enumerate(OrderFactory(seed).orders(count)):
-        order["date_created"] = format_utc(_after_history(index))
-        orders.append((order["order_uid"].encode(), encode(order)))
-    produce(topics.bootstrap, topics.orders, orders)
-
-
-def _after_history(seconds: int) -> datetime:
-    return datetime.fromtimestamp(WINDOW_END + seconds, UTC)
 
 
 def prewarm(database: str) -> None:
@@ -131,7 +122,8 @@ def main() -> None:
                     try:
                         seed = NEW_ORDERS_SEED + 10 * round_number + index
                         if variant.recent_dates:
-                            produce_recent_orders(topics, args.new_orders, seed, say)
+                            produce_recent_orders(topics, args.new_orders, seed, say,
+                                                  round_number * args.new_orders)
                         else:
                             produce_orders(topics, args.new_orders, seed, work, say)
                         if not args.no_checkpoint:

@@ -9,7 +9,8 @@ gigabytes and the checkpoints stay out of the shared server and no one else's te
 Measured, each database the same way:
 - ingest of `new_orders` new orders through the service (gunicorn, 2 workers, real Kafka), the
   empty and the large database alternated round by round, each round right after a CHECKPOINT
-  (the worst case for full-page writes, the same for both);
+  (the worst case for full-page writes, the same for both); the new orders are dated after the
+  loaded ones, as orders arriving today are (produce_recent_orders);
 - cold reads (the workers' cache off) of random stored ids, directly on gunicorn, with the CPU
   they cost per request, against their ceiling in the same run (bench/miss_ceiling.py: a bare
   WSGI app whose every request is the same one indexed read); and through the edge, one pass in
@@ -36,6 +37,9 @@ import psycopg2
 from sqlalchemy.engine import make_url
 
 from app.api.pages import encode_cursor
+from app.documents import format_utc
+from app.seed import OrderFactory, encode
+from app.seed.common import WINDOW_END
 from bench import bulk_load
 from bench.cpu import CpuMeter
 from bench.run import (
@@ -48,7 +52,6 @@ from bench.run import (
     git_commit,
     measure_ingest,
     migrate,
-    produce_orders,
     running_edge,
     warmed_caches,
     wrk,
@@ -57,7 +60,7 @@ from bench.run import (
 from config import Config
 from harness import ROOT
 from harness.cluster import OwnCluster
-from harness.kafka import Topics, create_topics, delete_topics
+from harness.kafka import Topics, create_topics, delete_topics, produce
 from harness.postgres import admin_dsn, create_database, drop_database, dsn
 from harness.service import Service, service_env
 from harness.waiting import wait_until
@@ -221,17 +224,19 @@ def ingest_rounds(server_url: str, large: str, settings: ScaleSettings, work: Pa
             database = small if side == "empty" else large
             seed = NEW_ORDERS_SEED + 2 * round_number + (side == "large")
             label = f"{side}, round {round_number + 1}"
-            runs[side].append(_ingest_once(database, seed, settings, work, say, label))
+            first_second = round_number * settings.new_orders
+            runs[side].append(_ingest_once(database, seed, first_second, settings, work, say, label))
     assert small is not None
     summary = {side: _best_ingest(side_runs) for side, side_runs in runs.items()}
     return summary, small
 
 
-def _ingest_once(database: str, seed: int, settings: ScaleSettings, work: Path, say: Progress,
-                 label: str) -> dict:
+def _ingest_once(database: str, seed: int, first_second: int, settings: ScaleSettings, work: Path,
+                 say: Progress, label: str) -> dict:
     topics = create_topics(Config.KAFKA_BOOTSTRAP_SERVERS)
     try:
-        produce_orders(topics, settings.new_orders, seed, work, say)
+        # Dated after the loaded history, each round after the one before, as arriving orders are.
+        produce_recent_orders(topics, settings.new_orders, seed, say, first_second)
         checkpointed = checkpoint(database)
         before = count(database)
         say(f"ingest ({label}): {before:,} orders stored before")
@@ -247,6 +252,24 @@ def _ingest_once(database: str, seed: int, settings: ScaleSettings, work: Path, 
         return {**result, "orders_before": before, "checkpoint_before": checkpointed, "wal_per_order": wal}
     finally:
         delete_topics(topics)
+
+
+def produce_recent_orders(topics: Topics, orders: int, seed: int, say: Progress, first_second: int) -> None:
+    """The generator's orders of `seed`, dated one second apart from `first_second` seconds after
+    every loaded order (bulk_load's history ends at WINDOW_END): new orders go onto the newest edge
+    of ix_orders_recent, as orders arriving today do, where the generator's own dates (2021-2025)
+    would scatter them over the whole index."""
+    first = WINDOW_END + first_second
+    say(f"producing {orders:,} orders of seed {seed}, dated from {format_utc(_utc(first))} on")
+    records = []
+    for index, order in enumerate(OrderFactory(seed).orders(orders)):
+        order["date_created"] = format_utc(_utc(first + index))
+        records.append((order["order_uid"].encode(), encode(order)))
+    produce(topics.bootstrap, topics.orders, records)
+
+
+def _utc(timestamp: int) -> datetime:
+    return datetime.fromtimestamp(timestamp, UTC)
 
 
 def _best_ingest(runs: list[dict]) -> dict:
