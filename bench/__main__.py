@@ -3,8 +3,8 @@
 import argparse
 from pathlib import Path
 
-from bench.report import write_all
-from bench.run import ROOT, Settings, run
+from bench.report import RESULTS_DIR, readme_to_update, write_all
+from bench.run import Settings, run
 
 # --smoke: a tiny run that exercises every step (tests/test_bench_smoke.py).
 SMOKE = {"orders": 2000, "read_ids": 200, "duration_s": 1, "connections": 8, "store_batch": 100,
@@ -17,7 +17,7 @@ def main() -> None:
     parser.add_argument("--read-ids", type=int, default=10_000)
     parser.add_argument("--duration", type=int, default=20, help="seconds of load per read case")
     parser.add_argument("--connections", type=int, default=64)
-    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
+    parser.add_argument("--out", type=Path, default=RESULTS_DIR)
     parser.add_argument("--smoke", action="store_true",
                         help=f"tiny run ({SMOKE['orders']:,} orders, {SMOKE['duration_s']} s of load per "
                              "case) that exercises every step")
@@ -27,8 +27,7 @@ def main() -> None:
     if args.smoke:
         settings = Settings(**SMOKE, out_dir=args.out, smoke=True)
     results = run(settings)
-    readme = None if settings.smoke else ROOT / "README.md"
-    for path in write_all(results, settings.out_dir, readme):
+    for path in write_all(results, settings.out_dir, readme_to_update(settings.out_dir, settings.smoke)):
         print(f"wrote {path}")
 
 

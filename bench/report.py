@@ -3,7 +3,21 @@
 import json
 from pathlib import Path
 
+from harness import ROOT
+
 README_START, README_END = "<!-- bench:start -->", "<!-- bench:end -->"
+# Where `make bench` and `make bench-scale` write; README shows this directory's latest.md.
+RESULTS_DIR = ROOT / "bench" / "results"
+README = ROOT / "README.md"
+
+
+def readme_to_update(out_dir: Path, smoke: bool) -> Path | None:
+    """README, when this run's results are the ones it shows (bench/results/latest.md). A smoke run
+    leaves it alone, and so does a run written elsewhere (--out, such as a one-off run at 10,000,000
+    orders): README would show that run's table alone, without the rest of the latest results."""
+    if smoke or out_dir.resolve() != RESULTS_DIR.resolve():
+        return None
+    return README
 
 
 def write_all(results: dict, out_dir: Path, readme: Path | None) -> list[Path]:

@@ -30,6 +30,7 @@ from app.extensions import db
 from app.ingest.records import decode_order
 from app.seed import OrderFactory, encode
 from bench.cpu import CpuMeter, Snapshot
+from bench.report import RESULTS_DIR
 from config import Config
 from harness import ROOT, contract_example
 from harness.edge import Edge
@@ -58,7 +59,7 @@ class Settings:
     duration_s: int = 20
     connections: int = 64
     store_batch: int = 500
-    out_dir: Path = ROOT / "bench" / "results"
+    out_dir: Path = RESULTS_DIR
     smoke: bool = False
     # Rounds of the alternated read cases, each case keeping its best.
     read_rounds: int = 2

@@ -42,6 +42,7 @@ from app.seed import OrderFactory, encode
 from app.seed.common import WINDOW_END
 from bench import bulk_load
 from bench.cpu import CpuMeter
+from bench.report import RESULTS_DIR, merge_scale, readme_to_update
 from bench.run import (
     COLD_READS,
     NO_AUTH,
@@ -58,7 +59,6 @@ from bench.run import (
     wrk_one_pass,
 )
 from config import Config
-from harness import ROOT
 from harness.cluster import OwnCluster
 from harness.kafka import Topics, create_topics, delete_topics, produce
 from harness.postgres import admin_dsn, create_database, drop_database, dsn
@@ -422,7 +422,7 @@ def settings_from_args(argv: list[str] | None = None) -> tuple[ScaleSettings, Pa
                         help="use DATABASE_URL's PostgreSQL instead of a cluster of the bench's own")
     parser.add_argument("--pg-setting", action="append", default=[], metavar="NAME=VALUE",
                         help="a setting of the bench's own cluster on top of infra/postgres/postgresql.conf")
-    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
+    parser.add_argument("--out", type=Path, default=RESULTS_DIR)
     parser.add_argument("--smoke", action="store_true", help="tiny run that exercises every step")
     args = parser.parse_args(argv)
     pg_settings = dict(item.split("=", 1) for item in args.pg_setting)
@@ -436,8 +436,6 @@ def settings_from_args(argv: list[str] | None = None) -> tuple[ScaleSettings, Pa
 
 
 def main(argv: list[str] | None = None) -> None:
-    from bench.report import merge_scale
-
     settings, out_dir = settings_from_args(argv)
     # A stopped run still drops its databases and its cluster (the `finally` blocks run).
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
@@ -445,8 +443,7 @@ def main(argv: list[str] | None = None) -> None:
     started = time.monotonic()
     results = run_scale(settings, say)
     say(f"scale: done in {time.monotonic() - started:.0f} s")
-    readme = None if settings.smoke else ROOT / "README.md"
-    for path in merge_scale(results, out_dir, readme):
+    for path in merge_scale(results, out_dir, readme_to_update(out_dir, settings.smoke)):
         print(f"wrote {path}")
 
 
