@@ -17,7 +17,8 @@ def main() -> None:
     parser.add_argument("--read-ids", type=int, default=10_000)
     parser.add_argument("--duration", type=int, default=20, help="seconds of load per read case")
     parser.add_argument("--connections", type=int, default=64)
-    parser.add_argument("--out", type=Path, default=RESULTS_DIR)
+    parser.add_argument("--out", type=Path, default=RESULTS_DIR,
+                        help="where the results go; README's table is updated only from bench/results")
     parser.add_argument("--smoke", action="store_true",
                         help=f"tiny run ({SMOKE['orders']:,} orders, {SMOKE['duration_s']} s of load per "
                              "case) that exercises every step")

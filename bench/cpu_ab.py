@@ -24,6 +24,7 @@ from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
+from bench.report import RESULTS_DIR
 from bench.run import Progress, Settings, measure_ingest, migrate, seed_topic
 from config import Config
 from harness import ROOT
@@ -106,7 +107,7 @@ def main() -> None:
     parser.add_argument("--orders", type=int, default=20_000)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--profile", action="store_true")
-    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
+    parser.add_argument("--out", type=Path, default=RESULTS_DIR)
     args = parser.parse_args()
     if not args.profile and not args.base:
         parser.error("--base or --profile")

@@ -9,7 +9,8 @@ A variant is NAME:SETTING=VALUE,... (settings of the bench's own cluster on top 
 infra/postgres/postgresql.conf; `root=DIR` runs gunicorn from another checkout, whose code must
 work on this database's schema; `gunicorn=PATH` runs another gunicorn executable, such as another
 version's in a virtualenv of its own; `dates=recent` gives the new orders dates after every loaded
-one, one second apart, as orders arriving today would have, instead of the generator's 2021-2025).
+one, one second apart and each round's after the one before, as orders arriving today would have,
+instead of the generator's 2021-2025).
 Before each round of a variant whose settings differ from the running ones, the cluster is restarted
 with them and the indexes of the two tables are read back into shared_buffers (pg_prewarm: a
 long-running server keeps them there); unless --no-checkpoint, a CHECKPOINT is taken. Each round
@@ -89,7 +90,7 @@ def full_page_images_by_relation(cluster: OwnCluster, database: str, start: str,
     names = dict(sql(database, "SELECT relfilenode, relname FROM pg_class WHERE relfilenode = ANY(%s)",
                      (list(counts),)))
     most = sorted(counts.items(), key=lambda item: -item[1])[:5]
-    return {names.get(node, str(node)): count for node, count in most}
+    return {names.get(node, str(node)): images for node, images in most}
 
 
 def main() -> None:
@@ -122,8 +123,9 @@ def main() -> None:
                     try:
                         seed = NEW_ORDERS_SEED + 10 * round_number + index
                         if variant.recent_dates:
-                            produce_recent_orders(topics, args.new_orders, seed, say,
-                                                  round_number * args.new_orders)
+                            # Each produce after the one before, whichever variant it is for.
+                            batch = round_number * len(variants) + index
+                            produce_recent_orders(topics, args.new_orders, seed, batch * args.new_orders, say)
                         else:
                             produce_orders(topics, args.new_orders, seed, work, say)
                         if not args.no_checkpoint:

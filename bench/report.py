@@ -1,4 +1,5 @@
-"""Writing a run's results: latest.json, a Markdown table (also put into README), and plots."""
+"""Writing a run's results: latest.json, a Markdown table (also put into README when written to
+bench/results), and plots."""
 
 import json
 from pathlib import Path

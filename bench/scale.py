@@ -222,21 +222,20 @@ def ingest_rounds(server_url: str, large: str, settings: ScaleSettings, work: Pa
                     drop_database(small)
                 small = _new_database(server_url, "orders_scale_empty")
             database = small if side == "empty" else large
-            seed = NEW_ORDERS_SEED + 2 * round_number + (side == "large")
-            label = f"{side}, round {round_number + 1}"
-            first_second = round_number * settings.new_orders
-            runs[side].append(_ingest_once(database, seed, first_second, settings, work, say, label))
+            runs[side].append(_ingest_once(database, side, round_number, settings, work, say))
     assert small is not None
     summary = {side: _best_ingest(side_runs) for side, side_runs in runs.items()}
     return summary, small
 
 
-def _ingest_once(database: str, seed: int, first_second: int, settings: ScaleSettings, work: Path,
-                 say: Progress, label: str) -> dict:
+def _ingest_once(database: str, side: str, round_number: int, settings: ScaleSettings, work: Path,
+                 say: Progress) -> dict:
+    label = f"{side}, round {round_number + 1}"
+    seed = NEW_ORDERS_SEED + 2 * round_number + (side == "large")
     topics = create_topics(Config.KAFKA_BOOTSTRAP_SERVERS)
     try:
         # Dated after the loaded history, each round after the one before, as arriving orders are.
-        produce_recent_orders(topics, settings.new_orders, seed, say, first_second)
+        produce_recent_orders(topics, settings.new_orders, seed, round_number * settings.new_orders, say)
         checkpointed = checkpoint(database)
         before = count(database)
         say(f"ingest ({label}): {before:,} orders stored before")
@@ -254,7 +253,7 @@ def _ingest_once(database: str, seed: int, first_second: int, settings: ScaleSet
         delete_topics(topics)
 
 
-def produce_recent_orders(topics: Topics, orders: int, seed: int, say: Progress, first_second: int) -> None:
+def produce_recent_orders(topics: Topics, orders: int, seed: int, first_second: int, say: Progress) -> None:
     """The generator's orders of `seed`, dated one second apart from `first_second` seconds after
     every loaded order (bulk_load's history ends at WINDOW_END): new orders go onto the newest edge
     of ix_orders_recent, as orders arriving today do, where the generator's own dates (2021-2025)
@@ -422,7 +421,8 @@ def settings_from_args(argv: list[str] | None = None) -> tuple[ScaleSettings, Pa
                         help="use DATABASE_URL's PostgreSQL instead of a cluster of the bench's own")
     parser.add_argument("--pg-setting", action="append", default=[], metavar="NAME=VALUE",
                         help="a setting of the bench's own cluster on top of infra/postgres/postgresql.conf")
-    parser.add_argument("--out", type=Path, default=RESULTS_DIR)
+    parser.add_argument("--out", type=Path, default=RESULTS_DIR,
+                        help="where the results go; README's table is updated only from bench/results")
     parser.add_argument("--smoke", action="store_true", help="tiny run that exercises every step")
     args = parser.parse_args(argv)
     pg_settings = dict(item.split("=", 1) for item in args.pg_setting)

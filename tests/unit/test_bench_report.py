@@ -14,3 +14,7 @@ def test_a_run_written_elsewhere_leaves_readme_alone(tmp_path):
 
 def test_a_smoke_run_leaves_readme_alone():
     assert readme_to_update(RESULTS_DIR, smoke=True) is None
+
+
+def test_the_results_directory_named_another_way_is_still_the_results_directory():
+    assert readme_to_update(RESULTS_DIR / ".." / "results", smoke=False) == README
