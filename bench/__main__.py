@@ -3,7 +3,7 @@
 import argparse
 from pathlib import Path
 
-from bench.report import RESULTS_DIR, readme_to_update, write_all
+from bench.report import RESULTS_DIR, write_all
 from bench.run import Settings, run
 
 # --smoke: a tiny run that exercises every step (tests/test_bench_smoke.py).
@@ -28,7 +28,7 @@ def main() -> None:
     if args.smoke:
         settings = Settings(**SMOKE, out_dir=args.out, smoke=True)
     results = run(settings)
-    for path in write_all(results, settings.out_dir, readme_to_update(settings.out_dir, settings.smoke)):
+    for path in write_all(results, settings.out_dir, settings.smoke):
         print(f"wrote {path}")
 
 

@@ -21,18 +21,19 @@ def readme_to_update(out_dir: Path, smoke: bool) -> Path | None:
     return README
 
 
-def write_all(results: dict, out_dir: Path, readme: Path | None) -> list[Path]:
+def write_all(results: dict, out_dir: Path, smoke: bool) -> list[Path]:
     """A `make bench` run's results; the scale section of an earlier run (bench/scale.py, a run of
-    its own) is kept."""
+    its own) is kept. README's table follows, unless readme_to_update says no."""
     earlier = _load(out_dir)
     if "scale" in earlier and "scale" not in results:
         results = {**results, "scale": earlier["scale"]}
-    return _write(results, out_dir, readme) + plot(results, out_dir)
+    return _write(results, out_dir, smoke) + plot(results, out_dir)
 
 
-def merge_scale(scale: dict, out_dir: Path, readme: Path | None) -> list[Path]:
-    """A scale run's results, in place of the scale section of latest.json (the rest is kept)."""
-    return _write({**_load(out_dir), "scale": scale}, out_dir, readme)
+def merge_scale(scale: dict, out_dir: Path, smoke: bool) -> list[Path]:
+    """A scale run's results, in place of the scale section of latest.json (the rest is kept); README's
+    table as in write_all."""
+    return _write({**_load(out_dir), "scale": scale}, out_dir, smoke)
 
 
 def _load(out_dir: Path) -> dict:
@@ -40,7 +41,7 @@ def _load(out_dir: Path) -> dict:
     return json.loads(path.read_text()) if path.exists() else {}
 
 
-def _write(results: dict, out_dir: Path, readme: Path | None) -> list[Path]:
+def _write(results: dict, out_dir: Path, smoke: bool) -> list[Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
     json_path = out_dir / "latest.json"
     json_path.write_text(json.dumps(results, indent=2) + "\n")
@@ -52,7 +53,7 @@ def _write(results: dict, out_dir: Path, readme: Path | None) -> list[Path]:
     table = "\n".join(sections)
     md_path = out_dir / "latest.md"
     md_path.write_text(table)
-    if readme is not None:
+    if (readme := readme_to_update(out_dir, smoke)) is not None:
         update_readme(readme, table)
     return [json_path, md_path]
 

@@ -42,7 +42,7 @@ from app.seed import OrderFactory, encode
 from app.seed.common import WINDOW_END
 from bench import bulk_load
 from bench.cpu import CpuMeter
-from bench.report import RESULTS_DIR, merge_scale, readme_to_update
+from bench.report import RESULTS_DIR, merge_scale
 from bench.run import (
     COLD_READS,
     NO_AUTH,
@@ -443,7 +443,7 @@ def main(argv: list[str] | None = None) -> None:
     started = time.monotonic()
     results = run_scale(settings, say)
     say(f"scale: done in {time.monotonic() - started:.0f} s")
-    for path in merge_scale(results, out_dir, readme_to_update(out_dir, settings.smoke)):
+    for path in merge_scale(results, out_dir, settings.smoke):
         print(f"wrote {path}")
 
 
