@@ -3,7 +3,7 @@
 import argparse
 from pathlib import Path
 
-from bench.report import RESULTS_DIR, write_all
+from bench.report import results_dir, write_all
 from bench.run import Settings, run
 
 # --smoke: a tiny run that exercises every step (tests/test_bench_smoke.py).
@@ -17,16 +17,18 @@ def main() -> None:
     parser.add_argument("--read-ids", type=int, default=10_000)
     parser.add_argument("--duration", type=int, default=20, help="seconds of load per read case")
     parser.add_argument("--connections", type=int, default=64)
-    parser.add_argument("--out", type=Path, default=RESULTS_DIR,
-                        help="where the results go; README's table is updated only from bench/results")
+    parser.add_argument("--out", type=Path,
+                        help="where the results go (default bench/results, a new temporary directory for "
+                             "--smoke); README's table is updated only from bench/results")
     parser.add_argument("--smoke", action="store_true",
                         help=f"tiny run ({SMOKE['orders']:,} orders, {SMOKE['duration_s']} s of load per "
                              "case) that exercises every step")
     args = parser.parse_args()
+    out_dir = results_dir(args.out, args.smoke)
     settings = Settings(orders=args.orders, read_ids=args.read_ids, duration_s=args.duration,
-                        connections=args.connections, out_dir=args.out)
+                        connections=args.connections, out_dir=out_dir)
     if args.smoke:
-        settings = Settings(**SMOKE, out_dir=args.out, smoke=True)
+        settings = Settings(**SMOKE, out_dir=out_dir, smoke=True)
     results = run(settings)
     for path in write_all(results, settings.out_dir, settings.smoke):
         print(f"wrote {path}")

@@ -2,6 +2,7 @@
 bench/results), and plots."""
 
 import json
+import tempfile
 from pathlib import Path
 
 from harness import ROOT
@@ -10,6 +11,14 @@ README_START, README_END = "<!-- bench:start -->", "<!-- bench:end -->"
 # Where `make bench` and `make bench-scale` write; README shows this directory's latest.md.
 RESULTS_DIR = ROOT / "bench" / "results"
 README = ROOT / "README.md"
+
+
+def results_dir(requested: Path | None, smoke: bool) -> Path:
+    """Where a run writes: `--out` if given; else bench/results, or for a smoke run a new temporary
+    directory, so that its tiny figures never replace the real ones in bench/results/latest.*."""
+    if requested is not None:
+        return requested
+    return Path(tempfile.mkdtemp(prefix="order-service-bench-smoke-")) if smoke else RESULTS_DIR
 
 
 def readme_to_update(out_dir: Path, smoke: bool) -> Path | None:

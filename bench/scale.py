@@ -42,7 +42,7 @@ from app.seed import OrderFactory, encode
 from app.seed.common import WINDOW_END
 from bench import bulk_load
 from bench.cpu import CpuMeter
-from bench.report import RESULTS_DIR, merge_scale
+from bench.report import merge_scale, results_dir
 from bench.run import (
     COLD_READS,
     NO_AUTH,
@@ -421,18 +421,19 @@ def settings_from_args(argv: list[str] | None = None) -> tuple[ScaleSettings, Pa
                         help="use DATABASE_URL's PostgreSQL instead of a cluster of the bench's own")
     parser.add_argument("--pg-setting", action="append", default=[], metavar="NAME=VALUE",
                         help="a setting of the bench's own cluster on top of infra/postgres/postgresql.conf")
-    parser.add_argument("--out", type=Path, default=RESULTS_DIR,
-                        help="where the results go; README's table is updated only from bench/results")
+    parser.add_argument("--out", type=Path,
+                        help="where the results go (default bench/results, a new temporary directory for "
+                             "--smoke); README's table is updated only from bench/results")
     parser.add_argument("--smoke", action="store_true", help="tiny run that exercises every step")
     args = parser.parse_args(argv)
     pg_settings = dict(item.split("=", 1) for item in args.pg_setting)
     if args.smoke:
         return ScaleSettings(orders=3000, new_orders=300, read_ids=200, rounds=2, duration_s=1, connections=8,
                              deep_rows=1000, own_cluster=not args.configured_server, pg_settings=pg_settings,
-                             smoke=True), args.out
+                             smoke=True), results_dir(args.out, smoke=True)
     return ScaleSettings(orders=args.orders, new_orders=args.new_orders, rounds=args.rounds,
                          duration_s=args.duration, own_cluster=not args.configured_server,
-                         pg_settings=pg_settings), args.out
+                         pg_settings=pg_settings), results_dir(args.out, smoke=False)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -1,6 +1,6 @@
-"""Which runs of the benchmark put their table into README."""
+"""Where the benchmark's runs write, and which of them put their table into README."""
 
-from bench.report import README, RESULTS_DIR, readme_to_update
+from bench.report import README, RESULTS_DIR, readme_to_update, results_dir
 
 
 def test_a_full_run_into_the_results_directory_updates_readme():
@@ -18,3 +18,21 @@ def test_a_smoke_run_leaves_readme_alone():
 
 def test_the_results_directory_named_another_way_is_still_the_results_directory():
     assert readme_to_update(RESULTS_DIR / ".." / "results", smoke=False) == README
+
+
+def test_a_smoke_run_without_out_writes_outside_the_results_directory():
+    # Its tiny figures must never replace the real ones in bench/results/latest.*.
+    first, second = results_dir(None, smoke=True), results_dir(None, smoke=True)
+    try:
+        assert first.is_dir()
+        assert first.resolve() != RESULTS_DIR.resolve()
+        assert RESULTS_DIR.resolve() not in first.resolve().parents
+        assert second != first  # each smoke run a directory of its own
+    finally:
+        first.rmdir()
+        second.rmdir()
+
+
+def test_a_full_run_without_out_writes_to_the_results_directory(tmp_path):
+    assert results_dir(None, smoke=False) == RESULTS_DIR
+    assert results_dir(tmp_path, smoke=True) == tmp_path
