@@ -50,7 +50,8 @@ def _producer(settings: KafkaSettings, topic: str, wait_s: float) -> KafkaProduc
 @click.option("--min-items", type=click.IntRange(1, 1000), default=1, show_default=True)
 @click.option("--max-items", type=click.IntRange(1, 1000), default=20, show_default=True)
 @click.option("--ids-file", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Write the order_uid of every distinct valid order produced, one per line.")
+              help="Write the order_uid of every distinct valid order produced, one per line "
+                   "(once every record is sent).")
 @click.option("--topic", default=None, help="Defaults to KAFKA_TOPIC.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @click.option("--kafka-wait", type=click.FloatRange(0.1, 300), default=COMMAND_KAFKA_WAIT_S,
@@ -81,30 +82,33 @@ def seed_orders(count, rate, seed, invalid_ratio, duplicate_ratio, min_items, ma
     ids: list[str] = []
     failures: list[BaseException] = []
     started = time.monotonic()
-    with tqdm(total=count, unit="order", disable=quiet, mininterval=0.5) as progress:
-        for index in range(count):
-            if rate:
-                # Pacing, so that --rate holds over the run and not just on average.
-                delay = started + index / rate - time.monotonic()
-                if delay > 0:
-                    time.sleep(delay)
-            kind, key, value = _next_record(factory, rng, invalid_ratio, duplicate_ratio, sent_valid,
-                                            min_items, max_items)
-            counts[kind] += 1
-            if kind == "valid":
-                sent_valid.append((key, value))
-                ids.append(key.decode())
-            try:
-                future = _send(producer, topic, key, value, traced)
-            except KafkaError as exc:  # no room in the buffer within --kafka-wait: the broker went away
-                producer.close(timeout=0)
-                raise click.ClickException(f"sending stopped at record {index + 1:,} of {count:,}: "
-                                           + unreachable_message(kafka, exc)) from None
-            future.add_errback(failures.append)
-            progress.update(1)
-        producer.flush()
-    producer.close()
-    flush_tracing()
+    try:
+        with tqdm(total=count, unit="order", disable=quiet, mininterval=0.5) as progress:
+            for index in range(count):
+                if rate:
+                    # Pacing, so that --rate holds over the run and not just on average.
+                    delay = started + index / rate - time.monotonic()
+                    if delay > 0:
+                        time.sleep(delay)
+                kind, key, value = _next_record(factory, rng, invalid_ratio, duplicate_ratio, sent_valid,
+                                                min_items, max_items)
+                counts[kind] += 1
+                if kind == "valid":
+                    sent_valid.append((key, value))
+                    ids.append(key.decode())
+                try:
+                    future = _send(producer, topic, key, value, traced)
+                except KafkaError as exc:  # no room in the buffer within --kafka-wait: the broker went away
+                    producer.close(timeout=0)
+                    raise click.ClickException(f"sending stopped at record {index + 1:,} of {count:,}: "
+                                               + unreachable_message(kafka, exc)) from None
+                future.add_errback(failures.append)
+                progress.update(1)
+            producer.flush()
+        producer.close()
+    finally:
+        # The spans of the records sent are exported even when sending stops half-way.
+        flush_tracing()
     elapsed = time.monotonic() - started
     if ids_file:
         ids_file.write_text("".join(f"{uid}\n" for uid in ids))
