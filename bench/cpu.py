@@ -59,12 +59,25 @@ def backends_us(postmaster: int, database: str) -> float:
     return total
 
 
-def machine_us() -> tuple[float, float]:
-    """(busy, total) CPU time of every core since boot, from the first line of /proc/stat."""
+def machine_us() -> tuple[float, float, float]:
+    """(busy, total, waiting for I/O) CPU time of every core since boot, from the first line of
+    /proc/stat."""
     values = [int(value) for value in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
     idle = values[3] + values[4]  # idle, iowait
     total = sum(values[:8])  # user nice system idle iowait irq softirq steal (guest is inside user)
-    return (total - idle) * TICK_US, total * TICK_US
+    return (total - idle) * TICK_US, total * TICK_US, values[4] * TICK_US
+
+
+def disk_bytes() -> tuple[int, int]:
+    """(read, written) bytes of the machine's disks since boot, from /proc/diskstats: whole disks
+    only (a partition's bytes are in its disk's), no virtual devices (loop, ram, device mapper)."""
+    disks = {entry.name for entry in Path("/sys/block").iterdir() if (entry / "device").exists()}
+    read = written = 0
+    for line in Path("/proc/diskstats").read_text().splitlines():
+        fields = line.split()
+        if fields[2] in disks:
+            read, written = read + int(fields[5]) * 512, written + int(fields[9]) * 512  # 512-byte sectors
+    return read, written
 
 
 def listening_pid(port: int) -> int | None:
@@ -98,6 +111,9 @@ class Snapshot:
     groups: dict[str, float]
     machine_busy_us: float
     machine_total_us: float
+    machine_iowait_us: float
+    disk_read_bytes: int
+    disk_written_bytes: int
 
 
 class CpuMeter:
@@ -117,12 +133,13 @@ class CpuMeter:
             "kafka": tree_us(self.broker) if self.broker else 0.0,
             "postgres_bench_db": backends_us(self.postmaster, self.database) if self.postmaster else 0.0,
         }
-        return Snapshot(groups, *machine_us())
+        return Snapshot(groups, *machine_us(), *disk_bytes())
 
     @staticmethod
     def between(first: Snapshot, last: Snapshot, orders: int) -> dict:
         """µs per order of each group and of the three together, and the machine's own figures over
-        the same window: its busy CPU per order, and how busy it was (1.0 = every core all the time)."""
+        the same window: its busy CPU per order, how busy it was (1.0 = every core all the time), how
+        long its cores waited for the disks (the same scale) and what the disks read and wrote."""
         per_order = {name: round((last.groups[name] - first.groups[name]) / orders, 1) for name in GROUPS}
         per_order["total"] = round(sum(per_order[name] for name in GROUPS), 1)
         # Processes, not a group of its own: part of "postgres", without other people's sessions.
@@ -130,11 +147,17 @@ class CpuMeter:
             (last.groups["postgres_bench_db"] - first.groups["postgres_bench_db"]) / orders, 1)
         busy = last.machine_busy_us - first.machine_busy_us
         window = last.machine_total_us - first.machine_total_us
+        disk_read, disk_written = (last.disk_read_bytes - first.disk_read_bytes,
+                                   last.disk_written_bytes - first.disk_written_bytes)
         return {
             "cpu_us_per_order": per_order,
             "machine": {
                 "busy_us_per_order": round(busy / orders, 1),
                 "others_us_per_order": round(busy / orders - per_order["total"], 1),
                 "busy_share": round(busy / window, 3) if window else 0.0,
+                "iowait_share": round((last.machine_iowait_us - first.machine_iowait_us) / window, 3)
+                if window else 0.0,
+                "disk_read_bytes_per_order": round(disk_read / orders),
+                "disk_written_bytes_per_order": round(disk_written / orders),
             },
         }

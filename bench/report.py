@@ -133,7 +133,11 @@ def scale_table(scale: dict) -> str:
                f"rounds {rounds})"
 
     def machine_cell(run: dict) -> str:
-        return f"{run['machine']['busy_share']:.0%}; {run['machine']['others_us_per_order']:,.0f}"
+        machine = run["machine"]
+        cell = f"{machine['busy_share']:.0%}; {machine['others_us_per_order']:,.0f}"
+        if "iowait_share" not in machine:  # results of a run before the disks were measured
+            return cell
+        return f"{cell}; {machine['iowait_share']:.0%}; {machine['disk_read_bytes_per_order']:,}"
 
     def wal_cell(run: dict) -> str:
         return f"{run['wal_per_order']['bytes']:,.0f}; {run['wal_per_order']['full_page_images']:.2f}"
@@ -150,7 +154,9 @@ def scale_table(scale: dict) -> str:
          ingest_cell(ingest["large"]), f"{scale['ratios']['ingest_large_vs_empty']:.2f}× (goal ≥ 0.9×)"),
         ("its WAL per new order (bytes; full-page images)", wal_cell(ingest["empty"]),
          wal_cell(ingest["large"]), "each round right after a CHECKPOINT"),
-        ("the machine in the best round: both cores busy; µs an order of other people's work",
+        ("the machine in the best round: both cores busy; µs an order of other people's work"
+         + ("; cores waiting for the disks; bytes read from the disks an order"
+            if "iowait_share" in ingest["large"]["machine"] else ""),
          machine_cell(ingest["empty"]), machine_cell(ingest["large"]), "a shared machine"),
         ("cold `GET /order/<id>`, cache off, gunicorn directly (req/s; p50 / p99 ms)", _rate(small["cold"]),
          _rate(large["cold"]), "goal ≥ 4,500 req/s, p99 ≤ 30 ms"),

@@ -249,13 +249,15 @@ def measure_ingest(database: str, topics, settings: Settings, work: Path, say: P
     # A small run may be stored between two samples: its window then starts at the sample before.
     start = first if first < len(timeline) - 1 else first - 1
     cpu = CpuMeter.between(snapshots[start], snapshots[-1], max(count_last - timeline[start][1], 1))
-    per_order = cpu["cpu_us_per_order"]
+    per_order, machine = cpu["cpu_us_per_order"], cpu["machine"]
     say(f"ingest: {rate:,.0f} orders/s, peak RSS {peak_rss / 2**20:.0f} MiB; CPU per order: service "
         f"{per_order['service']:.0f} µs, PostgreSQL {per_order['postgres']:.0f} "
         f"({per_order['postgres_bench_db']:.0f} in the bench database's backends), "
         f"Kafka {per_order['kafka']:.0f}, "
-        f"total {per_order['total']:.0f}; machine busy {cpu['machine']['busy_share']:.0%}, "
-        f"{cpu['machine']['others_us_per_order']:.0f} µs per order outside the three")
+        f"total {per_order['total']:.0f}; machine busy {machine['busy_share']:.0%}, "
+        f"{machine['others_us_per_order']:.0f} µs per order outside the three; waiting for the disks "
+        f"{machine['iowait_share']:.0%}, disks read {machine['disk_read_bytes_per_order']:,} and wrote "
+        f"{machine['disk_written_bytes_per_order']:,} bytes per order")
     return {"orders_per_s": round(rate, 1), "peak_rss_mb": round(peak_rss / 2**20, 1), **cpu,
             "processes": {"postgres": meter.postmaster, "kafka": meter.broker},
             "timeline": [[round(t, 2), count] for t, count in timeline]}
