@@ -82,33 +82,30 @@ def seed_orders(count, rate, seed, invalid_ratio, duplicate_ratio, min_items, ma
     ids: list[str] = []
     failures: list[BaseException] = []
     started = time.monotonic()
-    try:
-        with tqdm(total=count, unit="order", disable=quiet, mininterval=0.5) as progress:
-            for index in range(count):
-                if rate:
-                    # Pacing, so that --rate holds over the run and not just on average.
-                    delay = started + index / rate - time.monotonic()
-                    if delay > 0:
-                        time.sleep(delay)
-                kind, key, value = _next_record(factory, rng, invalid_ratio, duplicate_ratio, sent_valid,
-                                                min_items, max_items)
-                counts[kind] += 1
-                if kind == "valid":
-                    sent_valid.append((key, value))
-                    ids.append(key.decode())
-                try:
-                    future = _send(producer, topic, key, value, traced)
-                except KafkaError as exc:  # no room in the buffer within --kafka-wait: the broker went away
-                    producer.close(timeout=0)
-                    raise click.ClickException(f"sending stopped at record {index + 1:,} of {count:,}: "
-                                               + unreachable_message(kafka, exc)) from None
-                future.add_errback(failures.append)
-                progress.update(1)
-            producer.flush()
-        producer.close()
-    finally:
-        # The spans of the records sent are exported even when sending stops half-way.
-        flush_tracing()
+    with tqdm(total=count, unit="order", disable=quiet, mininterval=0.5) as progress:
+        for index in range(count):
+            if rate:
+                # Pacing, so that --rate holds over the run and not just on average.
+                delay = started + index / rate - time.monotonic()
+                if delay > 0:
+                    time.sleep(delay)
+            kind, key, value = _next_record(factory, rng, invalid_ratio, duplicate_ratio, sent_valid,
+                                            min_items, max_items)
+            counts[kind] += 1
+            if kind == "valid":
+                sent_valid.append((key, value))
+                ids.append(key.decode())
+            try:
+                future = _send(producer, topic, key, value, traced)
+            except KafkaError as exc:  # no room in the buffer within --kafka-wait: the broker went away
+                producer.close(timeout=0)
+                raise click.ClickException(f"sending stopped at record {index + 1:,} of {count:,}: "
+                                           + unreachable_message(kafka, exc)) from None
+            future.add_errback(failures.append)
+            progress.update(1)
+        producer.flush()
+    producer.close()
+    flush_tracing()
     elapsed = time.monotonic() - started
     if ids_file:
         ids_file.write_text("".join(f"{uid}\n" for uid in ids))
