@@ -68,12 +68,13 @@ def machine_us() -> tuple[float, float, float]:
     return (total - idle) * TICK_US, total * TICK_US, values[4] * TICK_US
 
 
-def disk_bytes() -> tuple[int, int]:
+def disk_bytes(sys_block: Path = Path("/sys/block"),
+               diskstats: Path = Path("/proc/diskstats")) -> tuple[int, int]:
     """(read, written) bytes of the machine's disks since boot, from /proc/diskstats: whole disks
     only (a partition's bytes are in its disk's), no virtual devices (loop, ram, device mapper)."""
-    disks = {entry.name for entry in Path("/sys/block").iterdir() if (entry / "device").exists()}
+    disks = {entry.name for entry in sys_block.iterdir() if (entry / "device").exists()}
     read = written = 0
-    for line in Path("/proc/diskstats").read_text().splitlines():
+    for line in diskstats.read_text().splitlines():
         fields = line.split()
         if fields[2] in disks:
             read, written = read + int(fields[5]) * 512, written + int(fields[9]) * 512  # 512-byte sectors
@@ -155,7 +156,8 @@ class CpuMeter:
                 "busy_us_per_order": round(busy / orders, 1),
                 "others_us_per_order": round(busy / orders - per_order["total"], 1),
                 "busy_share": round(busy / window, 3) if window else 0.0,
-                "iowait_share": round((last.machine_iowait_us - first.machine_iowait_us) / window, 3)
+                # The kernel's iowait count can step back (Documentation/filesystems/proc.rst).
+                "iowait_share": round(max(0.0, last.machine_iowait_us - first.machine_iowait_us) / window, 3)
                 if window else 0.0,
                 "disk_read_bytes_per_order": round(disk_read / orders),
                 "disk_written_bytes_per_order": round(disk_written / orders),
