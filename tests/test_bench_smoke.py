@@ -34,7 +34,8 @@ SCALE_REQUIRED = [
     "read.large.cold.cpu_us_per_request.service", "read.large.cold.cpu_us_per_request.postgres_bench_db",
     "read.large.edge_first_pass.rps", "read.large.list_first_page.rps", "read.large.list_deep_page.rps",
     "read.large.cached.rps", "ratios.cold_vs_cached_large",
-    "ratios.ingest_large_vs_empty", "ratios.cold_large_vs_small",
+    "ratios.ingest_large_vs_empty", "ratios.ingest_large_vs_empty_round_median", "ratios.cold_large_vs_small",
+    "ingest.large.machine.iowait_share", "ingest.large.machine.disk_read_bytes_per_order",
 ]
 
 
