@@ -11,8 +11,8 @@ Each round runs every variant once, in turn (A, B, C, ... then again), on random
   context of its own like a request;
 - autocommit ...: the same read on an engine of autocommit connections (no BEGIN / ROLLBACK), with
   and without the pool's pre-ping (a SELECT 1 at every checkout), and with a prepared statement;
-- order_body: what the service does (autocommit, prepared, on a connection the thread keeps), in an
-  app context of its own;
+- order_body: what the service does (autocommit, prepared, on a connection the thread keeps, no app
+  context);
 - built by PostgreSQL: the served bytes built in SQL from the rows in one query, checked against
   content_hash in Python.
 """
@@ -98,8 +98,7 @@ def variants(app, url: str) -> dict[str, Callable[[str], bytes | None]]:
             return bytes(row[0]) if row else None
 
     def service(uid: str) -> bytes | None:
-        with app.app_context():
-            return order_body(uid)
+        return order_body(uid, app)
 
     def raw(engine, statement: str, prepare: str | None = None) -> Callable[[str], Any]:
         def read(uid: str) -> Any:

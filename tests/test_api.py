@@ -106,7 +106,7 @@ def test_unknown_routes_and_methods_answer_json(client):
 def test_no_stack_trace_reaches_a_client(client, monkeypatch):
     import app.api.lookup as lookup
 
-    def broken(order_uid):
+    def broken(order_uid, app):
         raise RuntimeError("secret internals")
 
     monkeypatch.setattr(lookup, "order_body", broken)
@@ -378,8 +378,8 @@ def test_a_lookup_racing_the_consumer_never_hides_the_order_it_stored(client, ex
     application, path = client.application, f"/order/{example_order['order_uid']}"
     read_postgresql = lookup.order_body
 
-    def consumer_commits_right_after_the_read(order_uid: str):
-        found = read_postgresql(order_uid)
+    def consumer_commits_right_after_the_read(order_uid: str, app):
+        found = read_postgresql(order_uid, app)
 
         def consume() -> None:  # on a thread and in a session of its own, as the consumer does
             with application.app_context():

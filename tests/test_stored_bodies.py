@@ -102,9 +102,9 @@ def test_an_unknown_id_and_a_database_error_are_read_once(database_url, empty_db
     reads = []
     real_read = lookup.order_body
 
-    def counted(order_uid):
+    def counted(order_uid, app):
         reads.append(order_uid)
-        return real_read(order_uid)
+        return real_read(order_uid, app)
 
     monkeypatch.setattr(lookup, "order_body", counted)
     cache_off = create_app(TestConfig, {"SQLALCHEMY_DATABASE_URI": database_url, "CACHE_THRESHOLD": 0})
@@ -112,7 +112,7 @@ def test_an_unknown_id_and_a_database_error_are_read_once(database_url, empty_db
     assert unknown.status_code == 404 and unknown.headers["X-Order-Source"] == "database"
     assert reads == ["never-stored"]
 
-    def unreachable(order_uid):
+    def unreachable(order_uid, app):
         reads.append(order_uid)
         raise OperationalError("SELECT", {}, Exception("connection refused"))
 

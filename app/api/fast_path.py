@@ -60,8 +60,7 @@ class CachedOrderFastPath:
     def _read_through(self, order_uid: str, environ: dict[str, Any]) -> CachedOrder | None:
         """The stored order, or None with what the read found left in `environ` for Flask."""
         try:
-            with self.app.app_context():
-                found = read_through(self.cache, order_uid)
+            found = read_through(self.cache, order_uid, self.app)
         except Exception as exc:  # Flask's error handlers answer it (503 for an outage), and log it
             environ[EARLIER_MISS] = exc
             return None

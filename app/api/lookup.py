@@ -5,7 +5,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from flask import has_request_context, request
+from flask import Flask, current_app, has_request_context, request
 
 from app.cache import KNOWN_MISSING, CachedOrder, OrderCache, order_cache_for
 from app.data.store import order_body
@@ -52,13 +52,13 @@ def find_order(order_uid: str) -> Found:
         return Found(None, "cache")
     if cached is not None:
         return Found(cached, "cache")
-    return Found(read_through(cache, order_uid), "database")
+    return Found(read_through(cache, order_uid, current_app._get_current_object()), "database")
 
 
-def read_through(cache: OrderCache, order_uid: str) -> CachedOrder | None:
-    """A miss: the order's stored bytes from PostgreSQL (one indexed read), put in the cache; an
-    unknown id is remembered as missing. Needs an app context (the database session's)."""
-    body = order_body(order_uid)
+def read_through(cache: OrderCache, order_uid: str, app: Flask) -> CachedOrder | None:
+    """A miss: the order's stored bytes from `app`'s PostgreSQL (one indexed read), put in the cache;
+    an unknown id is remembered as missing. Needs no app context."""
+    body = order_body(order_uid, app)
     if body is None:
         cache.remember_missing(order_uid)
         return None

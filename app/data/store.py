@@ -12,7 +12,7 @@ from enum import StrEnum
 from typing import Any
 
 import psycopg2
-from flask import current_app
+from flask import Flask
 from sqlalchemy import Select, func, select, tuple_
 from sqlalchemy.exc import DBAPIError
 
@@ -184,16 +184,20 @@ def _outcomes(
     return outcomes
 
 
-def order_body(order_uid: str) -> bytes | None:
+def order_body(order_uid: str, app: Flask) -> bytes | None:
     """The order's served bytes (the body of GET /order/<order_uid>), None if it is unknown: one
-    indexed read of the row the consumer stored them in, on the reads engine. An order stored
-    before the body column existed (migration 0002) and not yet backfilled is assembled from its
-    rows, as before."""
-    row = _stored_row(order_uid)
+    indexed read of the row the consumer stored them in, on the reads engine. It needs no app
+    context, so that a miss does not pay for one (bench/README.md): only a thread's first read, which
+    takes its connection, and an order stored before the body column existed (migration 0002) and not
+    yet backfilled, which is assembled from its rows as before, push one of `app`."""
+    row = _stored_row(app, order_uid)
     if row is None:
         return None
     order_id, body = row
-    return bytes(body) if body is not None else _assembled_bodies([order_id])[order_uid]
+    if body is not None:
+        return bytes(body)
+    with app.app_context():
+        return _assembled_bodies([order_id])[order_uid]
 
 
 # A page of the most recent orders is keyed by (date_created, id), newest first.
@@ -245,15 +249,15 @@ ORDER_BODY = "EXECUTE order_body (%s)"
 _HELD = "order_service.held_read_connections"
 
 
-def _stored_row(order_uid: str) -> tuple[int, Any] | None:
-    """(id, body) of the order, on this thread's connection of the reads engine. A connection that
-    turns out to be closed (PostgreSQL restarted, a network cut) is dropped and the read tried once
-    more on a new one; any other error is raised as SQLAlchemy's."""
-    held = current_app.extensions.setdefault(_HELD, threading.local())
+def _stored_row(app: Flask, order_uid: str) -> tuple[int, Any] | None:
+    """(id, body) of the order, on this thread's connection of `app`'s reads engine. A connection
+    that turns out to be closed (PostgreSQL restarted, a network cut) is dropped and the read tried
+    once more on a new one; any other error is raised as SQLAlchemy's."""
+    held = app.extensions.setdefault(_HELD, threading.local())
     for attempt in (1, 2):
         connection = None
         try:
-            connection = getattr(held, "connection", None) or _hold_connection(held)
+            connection = getattr(held, "connection", None) or _hold_connection(app, held)
             with connection.cursor() as cursor:
                 cursor.execute(ORDER_BODY, (order_uid,))
                 return cursor.fetchone()
@@ -268,12 +272,13 @@ def _stored_row(order_uid: str) -> tuple[int, Any] | None:
     raise AssertionError("unreachable")
 
 
-def _hold_connection(held: threading.local) -> Any:
+def _hold_connection(app: Flask, held: threading.local) -> Any:
     """A connection of the reads engine (config.READS_BIND: autocommit, so a read is one round trip)
     that this thread keeps, the statement prepared on it: a miss then costs no pool checkout,
     check-in or reset (bench/README.md). It leaves the pool for good, so the pool does not count
     it: each request thread holds one (gunicorn's threads live as long as their worker)."""
-    pooled = db.engines[READS_BIND].raw_connection()
+    with app.app_context():
+        pooled = db.engines[READS_BIND].raw_connection()
     pooled.detach()
     connection = pooled.dbapi_connection
     try:
