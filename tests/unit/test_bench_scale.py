@@ -1,7 +1,11 @@
-"""The scale bench's ingest ratio: each round's large run against the same round's empty one."""
+"""The ingest figures of the bench: the rate from the stored batches, and the scale bench's ratio of
+each round's large run against the same round's empty one."""
+
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from bench.run import batch_rate
 from bench.scale import round_ratios
 
 
@@ -19,3 +23,18 @@ def test_each_round_is_compared_with_itself():
 def test_rounds_missing_on_one_side_are_an_error():
     with pytest.raises(ValueError):
         round_ratios(_ingest([1000, 800], [900]))
+
+
+def _at(seconds):
+    return datetime(2026, 12, 4, 12, 0, tzinfo=UTC) + timedelta(seconds=seconds)
+
+
+def test_the_ingest_rate_runs_from_the_first_batchs_start_to_the_last_ones():
+    # Four batches of 100 orders, one every 0.1 s: the first three were stored in 0.3 s.
+    batches = [(_at(0.1 * index), 100) for index in range(4)]
+    assert batch_rate(batches) == pytest.approx(1000)
+
+
+def test_too_few_batches_for_a_rate():
+    assert batch_rate([(_at(0), 100)]) is None
+    assert batch_rate([]) is None
