@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench import bulk_load
-from bench.run import Progress, Settings, measure_ingest, produce_orders
+from bench.run import Progress, Settings, measure_ingest, produce_orders, sql
 from bench.scale import (
     NEW_ORDERS_SEED,
     _new_database,
@@ -38,7 +38,6 @@ from bench.scale import (
     count,
     produce_recent_orders,
     settle,
-    sql,
     wal_written,
 )
 from config import Config

@@ -139,11 +139,7 @@ def produce_orders(topics, count: int, seed: int, work: Path, say: Progress) -> 
 def vacuum(database_url: str, say: Progress) -> None:
     """VACUUM ANALYZE after the bulk load, as a database in steady state would be: otherwise
     autovacuum starts on its own during the read runs."""
-    connection = psycopg2.connect(admin_dsn(database_url, make_url(database_url).database))
-    connection.autocommit = True
-    with connection.cursor() as cursor:
-        cursor.execute("VACUUM (ANALYZE) orders, order_items")
-    connection.close()
+    sql(database_url, "VACUUM (ANALYZE) orders, order_items")
     say("vacuumed and analysed the ingested tables")
 
 
@@ -214,9 +210,9 @@ def measure_ingest(database: str, topics, settings: Settings, work: Path, say: P
     workers: list[int] = []
     meter = CpuMeter(lambda: workers, make_url(database).port or 5432,
                      int(topics.bootstrap.rsplit(":", 1)[1]), make_url(database).database)
+    stored_before = _last_order_id(database)
     # Before the service starts (no workers yet, nothing committed): the window of a run so small
     # that it is all stored before the first sample starts here, the workers' start-up included.
-    stored_before = _last_order_id(database)
     started = time.monotonic()
     timeline: list[tuple[float, int]] = [(0.0, 0)]
     snapshots: list[Snapshot] = [meter.snapshot()]
@@ -268,14 +264,14 @@ def measure_ingest(database: str, topics, settings: Settings, work: Path, say: P
 
 
 def _last_order_id(database: str) -> int:
-    return _query(database, "SELECT coalesce(max(id), 0) FROM orders")[0][0]
+    return sql(database, "SELECT coalesce(max(id), 0) FROM orders")[0][0]
 
 
 def stored_batches(database: str, after_id: int) -> list[tuple[datetime, int]]:
     """(start, orders) of each batch stored after order `after_id`, oldest first: a batch is one
     transaction, and ingested_at is now(), its transaction's start."""
-    return _query(database, "SELECT ingested_at, count(*) FROM orders WHERE id > %s GROUP BY ingested_at "
-                            "ORDER BY ingested_at", (after_id,))
+    return sql(database, "SELECT ingested_at, count(*) FROM orders WHERE id > %s GROUP BY ingested_at "
+                         "ORDER BY ingested_at", (after_id,))
 
 
 def batch_rate(batches: list[tuple[datetime, int]]) -> float | None:
@@ -289,12 +285,14 @@ def batch_rate(batches: list[tuple[datetime, int]]) -> float | None:
     return (sum(orders for _, orders in batches) - batches[-1][1]) / window if window > 0 else None
 
 
-def _query(database: str, statement: str, params: tuple = ()) -> list[tuple]:
-    connection = psycopg2.connect(admin_dsn(database, make_url(database).database))
+def sql(database_url: str, statement: str, params: tuple = ()) -> list[tuple]:
+    """One statement on its own autocommit connection (VACUUM and CHECKPOINT need one); its rows."""
+    connection = psycopg2.connect(admin_dsn(database_url, make_url(database_url).database))
+    connection.autocommit = True
     try:
-        with connection, connection.cursor() as cursor:
+        with connection.cursor() as cursor:
             cursor.execute(statement, params)
-            return cursor.fetchall()
+            return cursor.fetchall() if cursor.description else []
     finally:
         connection.close()
 

@@ -55,6 +55,7 @@ from bench.run import (
     measure_ingest,
     migrate,
     running_edge,
+    sql,
     warmed_caches,
     wrk,
     wrk_one_pass,
@@ -62,7 +63,7 @@ from bench.run import (
 from config import Config
 from harness.cluster import OwnCluster
 from harness.kafka import Topics, create_topics, delete_topics, produce
-from harness.postgres import admin_dsn, create_database, drop_database, dsn
+from harness.postgres import create_database, drop_database, dsn
 from harness.service import Service, service_env
 from harness.waiting import wait_until
 
@@ -151,18 +152,6 @@ def _new_database(server_url: str, prefix: str) -> str:
     database = create_database(server_url, prefix)
     migrate(database)
     return database
-
-
-def sql(database_url: str, statement: str, params: tuple = ()) -> list[tuple]:
-    """One statement on its own autocommit connection (VACUUM and CHECKPOINT need one); its rows."""
-    connection = psycopg2.connect(admin_dsn(database_url, make_url(database_url).database))
-    connection.autocommit = True
-    try:
-        with connection.cursor() as cursor:
-            cursor.execute(statement, params)
-            return cursor.fetchall() if cursor.description else []
-    finally:
-        connection.close()
 
 
 def settle(database_url: str, say: Progress) -> None:
