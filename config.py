@@ -54,6 +54,7 @@ DEFAULTS: dict[str, str | int | bool] = {
     "METRICS_ALLOW": "127.0.0.1 ::1",
     "GUNICORN_KEEPALIVE_S": 5,
     "ACCESS_LOG": True,
+    "ACCESS_LOG_FLUSH_MS": 200,
     "WEB_CONCURRENCY": 2,
     "GUNICORN_WORKER_CLASS": "gthread",
     "GUNICORN_THREADS": 4,
@@ -138,6 +139,7 @@ LIMITS: dict[str, tuple[int, int, str]] = {
     "EDGE_CACHE_MAX_MB": (1, 1_048_576, "MiB"),
     "EDGE_CACHE_KEYS_MB": (1, 4_096, "MiB"),
     "GUNICORN_KEEPALIVE_S": (0, 3_600, "seconds (0: no keep-alive)"),
+    "ACCESS_LOG_FLUSH_MS": (0, 10_000, "milliseconds an access line may wait to be written (0: none)"),
     "WEB_CONCURRENCY": (1, 256, "worker processes"),
     "GUNICORN_THREADS": (1, 1_024, "threads per worker"),
     "GUNICORN_TIMEOUT": (1, 3_600, "seconds"),
@@ -424,6 +426,8 @@ class Config:
     GUNICORN_KEEPALIVE_S = env_int("GUNICORN_KEEPALIVE_S")
     # One line per request in the app's log (method, path, status, request id).
     ACCESS_LOG = env_bool("ACCESS_LOG")
+    # How long a line may wait to be written with others (app/logs.py AccessLog; 0: each at once).
+    ACCESS_LOG_FLUSH_MS = env_int("ACCESS_LOG_FLUSH_MS")
     LOG_LEVEL = env_str("LOG_LEVEL").upper()
     # "plain" lines, or "json": one object a line with trace_id / span_id / request_id when known.
     LOG_FORMAT = env_choice("LOG_FORMAT", ("plain", "json"))

@@ -70,10 +70,11 @@ def _behind_the_edge(app: Flask, wsgi_app):
     ProxyFix), so that remote_addr is the client's, not the edge's."""
     from werkzeug.middleware.proxy_fix import ProxyFix
 
-    from app.logs import RequestIdMiddleware
+    from app.logs import AccessLog, RequestIdMiddleware
 
-    wsgi_app = RequestIdMiddleware(wsgi_app, app.config["REQUEST_ID_PATTERN"], app.config["ACCESS_LOG"],
-                                   app.config["LOG_FORMAT"] == "json")
+    lines = AccessLog(app.config["ACCESS_LOG_FLUSH_MS"], app.config["LOG_FORMAT"] == "json") \
+        if app.config["ACCESS_LOG"] else None
+    wsgi_app = RequestIdMiddleware(wsgi_app, app.config["REQUEST_ID_PATTERN"], lines)
     proxies = app.config["TRUSTED_PROXIES"]
     if proxies > 0:
         wsgi_app = ProxyFix(wsgi_app, x_for=proxies, x_proto=proxies)

@@ -2,13 +2,16 @@
 away); the throttle lets each distinct message through once a minute, so an outage reads as a few
 lines, not thousands."""
 
+import atexit
 import importlib.util
 import json
 import logging
 import os
 import re
+import select
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -105,28 +108,154 @@ def configure_logging(app: Flask) -> None:
 
 access_log = logging.getLogger("order_service.access")
 
+# An id's 16 random bytes come from a pool per thread, refilled with one os.urandom call this often.
+REQUEST_IDS_PER_REFILL = 256
+# A worker's flusher writes its access lines once this many wait, or ACCESS_LOG_FLUSH_MS after the
+# last batch; past HELD_MAX (stderr slower than the requests), each request waits for the write.
+ACCESS_LINES_BATCH = 256
+ACCESS_LINES_HELD_MAX = 4 * ACCESS_LINES_BATCH
+# One write() to a pipe is kept whole only up to PIPE_BUF bytes (4096 on Linux, POSIX's minimum is
+# 512): a batch goes out in pieces of whole lines up to this size, so the workers' lines on one
+# stderr pipe never cut into each other.
+ATOMIC_WRITE_BYTES = select.PIPE_BUF
 
-def write_access_line(remote: str, method: str, path: str, status: str, request_id: str,
-                      json_lines: bool = False) -> None:
-    """One line in LOG_FORMAT's layout, written to stderr (where the log handler writes) with one
-    write(): through the logging module a line cost ~15 µs, four times a cache hit's whole answer
-    (make bench's cached reads fell from 0.82 to 0.54 of the bare-WSGI ceiling). Client-chosen text
-    is escaped, so a path cannot forge a line of its own."""
+
+# A request's access line, as its request thread saw it: (time, thread name, client address, method,
+# path, status, request id, the current span's ids for LOG_FORMAT=json). The flusher formats it.
+AccessEntry = tuple[float, str, str, str, str, str, str, dict[str, str]]
+# A path longer than this is written at once rather than queued, so that the queue holds only short
+# entries; escaping makes a WSGI path (latin-1) at most four times longer, so its line still fits one
+# whole write.
+QUEUED_PATH_MAX = ATOMIC_WRITE_BYTES // 8
+
+
+def access_line(entry: AccessEntry, pid: int, json_lines: bool = False) -> bytes:
+    """One line in LOG_FORMAT's layout, for stderr (where the log handler writes), made without
+    the logging module: through it a line cost ~15 µs, four times a cache hit's whole answer (make
+    bench's cached reads fell from 0.82 to 0.54 of the bare-WSGI ceiling). Client-chosen text is
+    escaped, so a path cannot forge a line of its own."""
+    created, thread, remote, method, path, status, request_id, span = entry
     if not (path.isprintable() and method.isprintable()):
         path, method = (text.encode("unicode_escape").decode("ascii") for text in (path, method))
-    now = time.time()
     if json_lines:
         line = json.dumps({
-            **json_entry(now, "INFO", access_log.name, f'{remote} "{method} {path}" {status}',
-                         os.getpid(), threading.current_thread().name),
-            **span_fields(), "request_id": request_id,
+            **json_entry(created, "INFO", access_log.name, f'{remote} "{method} {path}" {status}', pid,
+                         thread),
+            **span, "request_id": request_id,
         }, ensure_ascii=False) + "\n"
-        os.write(2, line.encode("utf-8", "replace"))
-        return
-    line = (f"{time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(now))},{int(now % 1 * 1000):03d} INFO "
-            f"[{os.getpid()} {threading.current_thread().name}] {access_log.name}: "
+        return line.encode("utf-8", "replace")
+    moment = time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(created))
+    line = (f"{moment},{int(created % 1 * 1000):03d} INFO [{pid} {thread}] {access_log.name}: "
             f'{remote} "{method} {path}" {status} request_id={request_id}\n')
-    os.write(2, line.encode("utf-8", "replace"))
+    return line.encode("utf-8", "replace")
+
+
+class AccessLog:
+    """The access lines of one process, made and written to `fd` a batch at a time. Under load every
+    system call releases the GIL to another thread and waits to get it back, and a request's own
+    code runs on cold CPU caches: making and writing its line in the request was a clear part of a
+    cold read's cost (bench/README.md, "the access line and the request id"). So a request only
+    queues what the line says, and a flusher thread makes and writes the lines every `flush_ms`, or
+    as soon as ACCESS_LINES_BATCH wait. What is held stays bounded: past ACCESS_LINES_HELD_MAX
+    entries a request writes them itself (so a stalled stderr slows requests, as unbatched writes
+    did, rather than filling memory), and so does a request with a long path. close() writes the
+    rest; it runs at exit, so a worker that stops (gracefully, or on gunicorn's timeout) loses no
+    line, and one killed outright loses at most `flush_ms` of them. flush_ms=0 writes each line at
+    once."""
+
+    def __init__(self, flush_ms: int, json_lines: bool = False, fd: int = 2) -> None:
+        self.flush_s = flush_ms / 1000
+        self.json_lines = json_lines
+        self.fd = fd
+        self._queued: deque[AccessEntry] = deque()  # appends and pops are atomic: no lock on a request's way
+        self._writing = threading.Lock()  # one batch at a time, so that lines keep their order
+        self._wake = threading.Event()
+        self._stopped = threading.Event()
+        self._flusher_pid: int | None = None
+
+    def add(self, remote: str, method: str, path: str, status: str, request_id: str) -> None:
+        entry = (time.time(), threading.current_thread().name, remote, method, path, status, request_id,
+                 span_fields() if self.json_lines else {})
+        if not self.flush_s or len(path) > QUEUED_PATH_MAX:
+            self.flush(also=entry)
+            return
+        self._queued.append(entry)
+        if self._flusher_pid != os.getpid():  # a thread does not cross a fork: one per process
+            self._start_flusher()
+        queued = len(self._queued)
+        if queued >= ACCESS_LINES_HELD_MAX:
+            self.flush()
+        elif queued >= ACCESS_LINES_BATCH and not self._wake.is_set():
+            self._wake.set()
+
+    def flush(self, also: AccessEntry | None = None) -> None:
+        """Write every queued line (then `also`'s), in pieces of whole lines that one write() keeps
+        whole."""
+        with self._writing:
+            pid = os.getpid()
+            entries = [self._queued.popleft() for _ in range(len(self._queued))]
+            if also is not None:
+                entries.append(also)
+            piece: list[bytes] = []
+            size = 0
+            for entry in entries:
+                line = access_line(entry, pid, self.json_lines)
+                if piece and size + len(line) > ATOMIC_WRITE_BYTES:
+                    _write_whole(self.fd, b"".join(piece))
+                    piece, size = [], 0
+                piece.append(line)
+                size += len(line)
+            if piece:
+                _write_whole(self.fd, b"".join(piece))
+
+    def close(self) -> None:
+        self._stopped.set()
+        self._wake.set()
+        self.flush()
+
+    def _start_flusher(self) -> None:
+        with self._writing:
+            if self._flusher_pid == os.getpid():
+                return
+            self._flusher_pid = os.getpid()
+            self._stopped.clear()
+        threading.Thread(target=self._flush_until_stopped, name="access-log", daemon=True).start()
+        atexit.register(self.close)
+
+    def _flush_until_stopped(self) -> None:
+        while not self._stopped.is_set():
+            self._wake.wait(self.flush_s)
+            self._wake.clear()
+            self.flush()
+
+
+def _write_whole(fd: int, data: bytes) -> None:
+    """All of `data`; a line that can't be written (stderr closed) is dropped: there is nowhere
+    left to say so, and the request it describes is already answered."""
+    view = memoryview(data)
+    try:
+        while view:
+            view = view[os.write(fd, view):]
+    except OSError:
+        pass
+
+
+class RequestIds:
+    """New request ids: 16 random bytes as 32 hex characters, as unguessable as os.urandom's, drawn
+    from a pool per thread that one os.urandom call refills every REQUEST_IDS_PER_REFILL ids (that
+    call, like a write, releases the GIL: bench/README.md, "the access line and the request id")."""
+
+    def __init__(self) -> None:
+        self._local = threading.local()
+
+    def new(self) -> str:
+        local = self._local
+        start = getattr(local, "next", None)
+        if start is None or start >= len(local.pool) or local.pid != os.getpid():
+            # A thread's pool that crossed a fork would give the child the parent's ids.
+            local.pool, local.pid, start = os.urandom(16 * REQUEST_IDS_PER_REFILL), os.getpid(), 0
+        local.next = start + 16
+        return local.pool[start:start + 16].hex()
 
 
 class RequestIdMiddleware:
@@ -134,23 +263,22 @@ class RequestIdMiddleware:
     X-Request-ID when it is a valid one, else a new one), which goes back in the response and into
     one access-log line, so that the edge's log line and the app's can be matched."""
 
-    def __init__(self, wsgi_app: Callable, pattern: str, log_requests: bool,
-                 json_lines: bool = False) -> None:
+    def __init__(self, wsgi_app: Callable, pattern: str, lines: AccessLog | None) -> None:
+        """`lines`: where the access lines go, None for none."""
         self.wsgi_app = wsgi_app
-        self.json_lines = json_lines
         self.valid = re.compile(pattern).fullmatch
-        self.log_requests = log_requests and access_log.isEnabledFor(logging.INFO)
+        self.lines = lines if access_log.isEnabledFor(logging.INFO) else None
+        self.ids = RequestIds()
 
     def __call__(self, environ: dict[str, Any], start_response: Callable) -> Iterable[bytes]:
         sent = environ.get("HTTP_X_REQUEST_ID", "")
-        request_id = sent if self.valid(sent) else os.urandom(16).hex()
+        request_id = sent if self.valid(sent) else self.ids.new()
         environ["HTTP_X_REQUEST_ID"] = request_id
 
         def start_with_id(status: str, headers: list, exc_info=None):
-            if self.log_requests:
-                write_access_line(environ.get("REMOTE_ADDR", "-"), environ.get("REQUEST_METHOD", "-"),
-                                  environ.get("PATH_INFO", ""), status.split(" ", 1)[0], request_id,
-                                  self.json_lines)
+            if self.lines is not None:
+                self.lines.add(environ.get("REMOTE_ADDR", "-"), environ.get("REQUEST_METHOD", "-"),
+                               environ.get("PATH_INFO", ""), status.split(" ", 1)[0], request_id)
             headers.append(("X-Request-ID", request_id))
             return start_response(status, headers, exc_info)
 

@@ -143,6 +143,25 @@ def test_a_sigterm_with_idle_keep_alive_connections_open_stops_at_once(topics, d
         service.kill()
 
 
+def test_a_sigterm_writes_every_access_line_still_held(topics, database_url, tmp_path):
+    """The workers write their access lines in batches (ACCESS_LOG_FLUSH_MS); a stop writes what
+    they still hold, so a graceful stop loses no line."""
+    service = Service(service_env(database_url, topics, ACCESS_LOG_FLUSH_MS="10000"),
+                      tmp_path / "access.log").start()
+    try:
+        sent = [f"held-{n}-{os.getpid()}" for n in range(20)]
+        for request_id in sent:
+            assert service.get("/healthz", {"X-Request-ID": request_id})[0] == 200
+        assert not any(f"request_id={request_id}" in service.log() for request_id in sent), \
+            "written before the flush interval or the stop: the test would show nothing"
+        service.signal(signal.SIGTERM)
+        assert service.wait_exit(timeout_s=30) == 0
+        log = service.log()
+        assert [request_id for request_id in sent if f"request_id={request_id}\n" not in log] == []
+    finally:
+        service.kill()
+
+
 def test_a_sigterm_while_the_workers_boot_is_a_clean_stop(topics, database_url, tmp_path):
     """A stop that comes while the workers are still starting (a deploy right after a restart) is
     not lost: before the fix, gunicorn's worker had no handler yet, and the master waited its whole
