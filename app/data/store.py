@@ -253,7 +253,9 @@ def _stored_row(app: Flask, order_uid: str) -> tuple[int, Any] | None:
     """(id, body) of the order, on this thread's connection of `app`'s reads engine. A connection
     that turns out to be closed (PostgreSQL restarted, a network cut) is dropped and the read tried
     once more on a new one; any other error is raised as SQLAlchemy's."""
-    held = app.extensions.setdefault(_HELD, threading.local())
+    # Not setdefault(_HELD, threading.local()) alone: that would make (and destroy) a thread-local
+    # object on every read.
+    held = app.extensions.get(_HELD) or app.extensions.setdefault(_HELD, threading.local())
     for attempt in (1, 2):
         connection = None
         try:
