@@ -11,6 +11,7 @@ import re
 import select
 import threading
 import time
+import weakref
 from collections import deque
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -167,11 +168,19 @@ class AccessLog:
         self.flush_s = flush_ms / 1000
         self.json_lines = json_lines
         self.fd = fd
-        self._queued: deque[AccessEntry] = deque()  # appends and pops are atomic: no lock on a request's way
+        self._forked()
+        _reset_in_forked_children(self)
+        atexit.register(self.close)
+
+    def _forked(self) -> None:
+        """A new process's state (and the first one's). What the parent queued is the parent's to
+        write; its lock may have been held at the fork, and its flusher thread did not cross it."""
+        # Appends and pops are atomic: no lock on a request's way.
+        self._queued: deque[AccessEntry] = deque()
         self._writing = threading.Lock()  # one batch at a time, so that lines keep their order
         self._wake = threading.Event()
         self._stopped = threading.Event()
-        self._flusher_pid: int | None = None
+        self._flusher: threading.Thread | None = None
 
     def add(self, remote: str, method: str, path: str, status: str, request_id: str) -> None:
         entry = (time.time(), threading.current_thread().name, remote, method, path, status, request_id,
@@ -180,7 +189,7 @@ class AccessLog:
             self.flush(also=entry)
             return
         self._queued.append(entry)
-        if self._flusher_pid != os.getpid():  # a thread does not cross a fork: one per process
+        if self._flusher is None:
             self._start_flusher()
         queued = len(self._queued)
         if queued >= ACCESS_LINES_HELD_MAX:
@@ -215,12 +224,10 @@ class AccessLog:
 
     def _start_flusher(self) -> None:
         with self._writing:
-            if self._flusher_pid == os.getpid():
+            if self._flusher is not None:
                 return
-            self._flusher_pid = os.getpid()
-            self._stopped.clear()
-        threading.Thread(target=self._flush_until_stopped, name="access-log", daemon=True).start()
-        atexit.register(self.close)
+            self._flusher = threading.Thread(target=self._flush_until_stopped, name="access-log", daemon=True)
+        self._flusher.start()
 
     def _flush_until_stopped(self) -> None:
         while not self._stopped.is_set():
@@ -245,17 +252,35 @@ class RequestIds:
     from a pool per thread that one os.urandom call refills every REQUEST_IDS_PER_REFILL ids (that
     call, like a write, releases the GIL: bench/README.md, "the access line and the request id")."""
 
+    _POOL_BYTES = 16 * REQUEST_IDS_PER_REFILL
+
     def __init__(self) -> None:
+        self._forked()
+        _reset_in_forked_children(self)
+
+    def _forked(self) -> None:
+        # A pool that crossed a fork would give the child its parent's next ids.
         self._local = threading.local()
 
     def new(self) -> str:
         local = self._local
-        start = getattr(local, "next", None)
-        if start is None or start >= len(local.pool) or local.pid != os.getpid():
-            # A thread's pool that crossed a fork would give the child the parent's ids.
-            local.pool, local.pid, start = os.urandom(16 * REQUEST_IDS_PER_REFILL), os.getpid(), 0
+        start = getattr(local, "next", self._POOL_BYTES)
+        if start >= self._POOL_BYTES:
+            local.pool, start = os.urandom(self._POOL_BYTES), 0
         local.next = start + 16
         return local.pool[start:start + 16].hex()
+
+
+def _reset_in_forked_children(instance: AccessLog | RequestIds) -> None:
+    """instance._forked() in every child process forked from now on, while `instance` lives (a weak
+    reference: the registration, which can't be undone, keeps nothing alive)."""
+    alive = weakref.ref(instance)
+
+    def reset() -> None:
+        if (still := alive()) is not None:
+            still._forked()
+
+    os.register_at_fork(after_in_child=reset)
 
 
 class RequestIdMiddleware:

@@ -4,6 +4,7 @@ path, written in batches that keep lines whole and in order, none lost at a stop
 import json
 import os
 import re
+import signal
 import socket
 import threading
 import time
@@ -150,6 +151,35 @@ def test_lines_from_many_threads_are_all_written_once_in_each_threads_order(pack
     assert sorted(written) == sorted(request_id for ids in sent.values() for request_id in ids)
     for tag, ids in sent.items():
         assert [request_id for request_id in written if request_id.startswith(f"{tag}-")] == ids
+
+
+def test_a_forked_child_writes_only_its_own_lines_even_when_forked_in_the_middle_of_a_write(packets):
+    log = AccessLog(flush_ms=10_000, fd=packets.fd)
+    parents = add(log, 3, tag="parent")
+    with log._writing:  # as if the flusher were writing a batch at the moment of the fork
+        child = os.fork()
+        if child == 0:
+            add(log, 1, tag="child")
+            log.close()
+            os._exit(0)
+    exit_codes: list[int] = []
+
+    def exited() -> bool:
+        reaped, status = os.waitpid(child, os.WNOHANG)
+        if reaped:
+            exit_codes.append(os.waitstatus_to_exitcode(status))
+        return bool(reaped)
+
+    try:
+        wait_until(exited, 10, "the child wrote its line and exited (not stuck on its parent's lock)")
+    finally:
+        if not exit_codes:
+            os.kill(child, signal.SIGKILL)
+            os.waitpid(child, 0)
+    assert exit_codes == [0]
+    assert ids_in(packets()) == ["child-0"]  # not the parent's queued lines again
+    log.close()
+    assert ids_in(packets()) == parents
 
 
 def test_request_ids_are_32_hex_characters_and_never_repeat():
