@@ -125,16 +125,15 @@ ATOMIC_WRITE_BYTES = select.PIPE_BUF
 # path, status, request id, the current span's ids for LOG_FORMAT=json). The flusher formats it.
 AccessEntry = tuple[float, str, str, str, str, str, str, dict[str, str]]
 # A path longer than this is written at once rather than queued, so that the queue holds only short
-# entries; escaping makes a WSGI path (latin-1) at most four times longer, so its line still fits one
-# whole write.
+# entries. Escaping makes a WSGI path (latin-1) at most four times longer (five in a JSON line), so
+# its line still fits one whole write.
 QUEUED_PATH_MAX = ATOMIC_WRITE_BYTES // 8
 
 
 def access_line(entry: AccessEntry, pid: int, json_lines: bool = False) -> bytes:
     """One line in LOG_FORMAT's layout, for stderr (where the log handler writes), made without
-    the logging module: through it a line cost ~15 µs, four times a cache hit's whole answer (make
-    bench's cached reads fell from 0.82 to 0.54 of the bare-WSGI ceiling). Client-chosen text is
-    escaped, so a path cannot forge a line of its own."""
+    the logging module, whose records, formatters and locks cost more than a cache hit's whole
+    answer. Client-chosen text is escaped, so a path cannot forge a line of its own."""
     created, thread, remote, method, path, status, request_id, span = entry
     if not (path.isprintable() and method.isprintable()):
         path, method = (text.encode("unicode_escape").decode("ascii") for text in (path, method))
@@ -160,9 +159,9 @@ class AccessLog:
     as soon as ACCESS_LINES_BATCH wait. What is held stays bounded: past ACCESS_LINES_HELD_MAX
     entries a request writes them itself (so a stalled stderr slows requests, as unbatched writes
     did, rather than filling memory), and so does a request with a long path. close() writes the
-    rest; it runs at exit, so a worker that stops (gracefully, or on gunicorn's timeout) loses no
-    line, and one killed outright loses at most `flush_ms` of them. flush_ms=0 writes each line at
-    once."""
+    rest; it runs at exit, so a worker that stops gracefully loses no line, and one killed outright
+    loses at most `flush_ms` of them. flush_ms=0 writes each line at once, and so does a log that
+    has been closed."""
 
     def __init__(self, flush_ms: int, json_lines: bool = False, fd: int = 2) -> None:
         self.flush_s = flush_ms / 1000
@@ -185,7 +184,7 @@ class AccessLog:
     def add(self, remote: str, method: str, path: str, status: str, request_id: str) -> None:
         entry = (time.time(), threading.current_thread().name, remote, method, path, status, request_id,
                  span_fields() if self.json_lines else {})
-        if not self.flush_s or len(path) > QUEUED_PATH_MAX:
+        if not self.flush_s or len(path) > QUEUED_PATH_MAX or self._stopped.is_set():
             self.flush(also=entry)
             return
         self._queued.append(entry)
@@ -237,12 +236,16 @@ class AccessLog:
 
 
 def _write_whole(fd: int, data: bytes) -> None:
-    """All of `data`; a line that can't be written (stderr closed) is dropped: there is nowhere
-    left to say so, and the request it describes is already answered."""
+    """All of `data`, waiting while a non-blocking stderr is full. Lines that can't be written
+    (stderr closed, a full disk) are dropped: there is nowhere left to say so, and the requests they
+    describe are already answered."""
     view = memoryview(data)
     try:
         while view:
-            view = view[os.write(fd, view):]
+            try:
+                view = view[os.write(fd, view):]
+            except BlockingIOError:
+                select.select([], [fd], [])
     except OSError:
         pass
 
@@ -272,8 +275,8 @@ class RequestIds:
 
 
 def _reset_in_forked_children(instance: AccessLog | RequestIds) -> None:
-    """instance._forked() in every child process forked from now on, while `instance` lives (a weak
-    reference: the registration, which can't be undone, keeps nothing alive)."""
+    """instance._forked() in every child process forked from now on, while `instance` lives. The
+    registration can't be undone, so it holds `instance` only by a weak reference."""
     alive = weakref.ref(instance)
 
     def reset() -> None:

@@ -8,6 +8,8 @@ import signal
 import socket
 import threading
 import time
+from collections.abc import Callable
+from typing import NoReturn
 
 import pytest
 
@@ -130,6 +132,13 @@ def test_a_long_path_is_written_at_once_after_the_lines_before_it(packets):
     assert ids_in(packets()) == ["after-0"]
 
 
+def test_a_line_added_after_the_stop_is_written_at_once(packets):
+    log = AccessLog(flush_ms=10_000, fd=packets.fd)
+    log.close()
+    add(log, 1, tag="late")
+    assert ids_in(packets()) == ["late-0"]
+
+
 def test_without_a_flush_interval_each_line_is_written_at_once(packets):
     log = AccessLog(flush_ms=0, fd=packets.fd)
     for tag in ("a", "b"):
@@ -153,15 +162,23 @@ def test_lines_from_many_threads_are_all_written_once_in_each_threads_order(pack
         assert [request_id for request_id in written if request_id.startswith(f"{tag}-")] == ids
 
 
+def in_child(work: Callable[[], object]) -> NoReturn:
+    """Run `work` in a forked child and end the child, whatever happens: never a second pytest."""
+    code = 1
+    try:
+        work()
+        code = 0
+    finally:
+        os._exit(code)
+
+
 def test_a_forked_child_writes_only_its_own_lines_even_when_forked_in_the_middle_of_a_write(packets):
     log = AccessLog(flush_ms=10_000, fd=packets.fd)
     parents = add(log, 3, tag="parent")
     with log._writing:  # as if the flusher were writing a batch at the moment of the fork
         child = os.fork()
         if child == 0:
-            add(log, 1, tag="child")
-            log.close()
-            os._exit(0)
+            in_child(lambda: (add(log, 1, tag="child"), log.close()))
     exit_codes: list[int] = []
 
     def exited() -> bool:
@@ -200,8 +217,7 @@ def test_a_forked_child_does_not_repeat_its_parents_ids():
     read_end, write_end = os.pipe()
     child = os.fork()
     if child == 0:
-        os.write(write_end, ids.new().encode())
-        os._exit(0)
+        in_child(lambda: os.write(write_end, ids.new().encode()))
     os.close(write_end)
     assert os.waitpid(child, 0)[1] == 0
     childs = os.read(read_end, 64).decode()
