@@ -1,5 +1,6 @@
 """order-service: orders from Kafka, stored in PostgreSQL, served over HTTP."""
 
+import logging
 from typing import Any
 
 from flask import Flask
@@ -23,9 +24,11 @@ def create_app(config_class: type = Config, overrides: dict[str, Any] | None = N
     configure_logging(app)
 
     from app.cache import init_order_cache
+    from app.data.store import init_held_connections
     from app.extensions import db, migrate
 
     db.init_app(app)
+    init_held_connections(app)
     migrate.init_app(app, db, directory=_migrations_dir())
     order_cache = init_order_cache(app)
 
@@ -70,10 +73,11 @@ def _behind_the_edge(app: Flask, wsgi_app):
     ProxyFix), so that remote_addr is the client's, not the edge's."""
     from werkzeug.middleware.proxy_fix import ProxyFix
 
-    from app.logs import AccessLog, RequestIdMiddleware
+    from app.logs import AccessLog, RequestIdMiddleware, access_log
 
+    logged = app.config["ACCESS_LOG"] and access_log.isEnabledFor(logging.INFO)
     lines = AccessLog(app.config["ACCESS_LOG_FLUSH_MS"], app.config["LOG_FORMAT"] == "json") \
-        if app.config["ACCESS_LOG"] else None
+        if logged else None
     wsgi_app = RequestIdMiddleware(wsgi_app, app.config["REQUEST_ID_PATTERN"], lines)
     proxies = app.config["TRUSTED_PROXIES"]
     if proxies > 0:

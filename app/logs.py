@@ -295,7 +295,7 @@ class RequestIdMiddleware:
         """`lines`: where the access lines go, None for none."""
         self.wsgi_app = wsgi_app
         self.valid = re.compile(pattern).fullmatch
-        self.lines = lines if access_log.isEnabledFor(logging.INFO) else None
+        self.lines = lines
         self.ids = RequestIds()
 
     def __call__(self, environ: dict[str, Any], start_response: Callable) -> Iterable[bytes]:

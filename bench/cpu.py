@@ -68,11 +68,14 @@ def machine_us() -> tuple[float, float, float]:
     return (total - idle) * TICK_US, total * TICK_US, values[4] * TICK_US
 
 
-def disk_bytes(sys_block: Path = Path("/sys/block"),
-               diskstats: Path = Path("/proc/diskstats")) -> tuple[int, int]:
-    """(read, written) bytes of the machine's disks since boot, from /proc/diskstats: whole disks
-    only (a partition's bytes are in its disk's), no virtual devices (loop, ram, device mapper)."""
-    disks = {entry.name for entry in sys_block.iterdir() if (entry / "device").exists()}
+def whole_disks(sys_block: Path = Path("/sys/block")) -> frozenset[str]:
+    """The machine's disks: whole disks only (a partition's bytes are in its disk's), no virtual
+    devices (loop, ram, device mapper)."""
+    return frozenset(entry.name for entry in sys_block.iterdir() if (entry / "device").exists())
+
+
+def disk_bytes(disks: frozenset[str], diskstats: Path = Path("/proc/diskstats")) -> tuple[int, int]:
+    """(read, written) bytes of `disks` since boot, from /proc/diskstats."""
     read = written = 0
     for line in diskstats.read_text().splitlines():
         fields = line.split()
@@ -126,6 +129,7 @@ class CpuMeter:
         self.database = database
         self.postmaster = listening_pid(postgres_port)
         self.broker = listening_pid(kafka_port)
+        self.disks = whole_disks()
 
     def snapshot(self) -> Snapshot:
         groups = {
@@ -134,7 +138,7 @@ class CpuMeter:
             "kafka": tree_us(self.broker) if self.broker else 0.0,
             "postgres_bench_db": backends_us(self.postmaster, self.database) if self.postmaster else 0.0,
         }
-        return Snapshot(groups, *machine_us(), *disk_bytes())
+        return Snapshot(groups, *machine_us(), *disk_bytes(self.disks))
 
     @staticmethod
     def between(first: Snapshot, last: Snapshot, orders: int) -> dict:

@@ -249,13 +249,16 @@ ORDER_BODY = "EXECUTE order_body (%s)"
 _HELD = "order_service.held_read_connections"
 
 
+def init_held_connections(app: Flask) -> None:
+    """The place where each request thread of `app` keeps its reads connection (_hold_connection)."""
+    app.extensions[_HELD] = threading.local()
+
+
 def _stored_row(app: Flask, order_uid: str) -> tuple[int, Any] | None:
     """(id, body) of the order, on this thread's connection of `app`'s reads engine. A connection
     that turns out to be closed (PostgreSQL restarted, a network cut) is dropped and the read tried
     once more on a new one; any other error is raised as SQLAlchemy's."""
-    # Not setdefault(_HELD, threading.local()) alone: that would make (and destroy) a thread-local
-    # object on every read.
-    held = app.extensions.get(_HELD) or app.extensions.setdefault(_HELD, threading.local())
+    held = app.extensions[_HELD]
     for attempt in (1, 2):
         connection = None
         try:

@@ -2,7 +2,7 @@
 
 import os
 
-from bench.cpu import CpuMeter, Snapshot, disk_bytes
+from bench.cpu import CpuMeter, Snapshot, disk_bytes, whole_disks
 
 # /proc/diskstats lines: major minor name, then reads completed, merged, sectors read, ms reading,
 # writes completed, merged, sectors written, ...
@@ -27,18 +27,19 @@ def test_only_whole_disks_count_and_a_sector_is_512_bytes(tmp_path):
     diskstats.write_text(DISKSTATS)
     sys_block = _sys_block(tmp_path / "block", disks=["vda"], virtual=["loop0", "dm-0"])
     # vda1 is a partition (its bytes are vda's already), loop0 and dm-0 are not disks.
-    assert disk_bytes(sys_block, diskstats) == (2000 * 512, 8000 * 512)
+    assert disk_bytes(whole_disks(sys_block), diskstats) == (2000 * 512, 8000 * 512)
 
 
 def test_a_file_written_through_to_disk_counts_among_the_disks_bytes_written(tmp_path):
     # tmp_path is on a disk here (not tmpfs); four mebibytes, forced out of the page cache by fsync.
     size = 4 * 2**20
-    _, before = disk_bytes()
+    disks = whole_disks()
+    _, before = disk_bytes(disks)
     with (tmp_path / "written").open("wb") as file:
         file.write(os.urandom(size))
         file.flush()
         os.fsync(file.fileno())
-    _, after = disk_bytes()
+    _, after = disk_bytes(disks)
     assert after - before >= size
 
 
