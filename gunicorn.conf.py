@@ -34,6 +34,8 @@ os.environ.setdefault(
 from gunicorn.workers.base import Worker  # noqa: E402
 from prometheus_client import multiprocess  # noqa: E402
 
+from app.speedups import format_dates_once_a_second  # noqa: E402
+
 # Behind the edge (nginx on PORT, see infra/nginx/), which buffers slow clients for gunicorn.
 bind = env_str("APP_BIND")
 # Each worker listens on a socket of its own (SO_REUSEPORT), and the kernel spreads new connections
@@ -63,6 +65,7 @@ CONSUMER_STOP_TIMEOUT = max(1.0, min(10.0, graceful_timeout / 3))
 
 def on_starting(server):
     refuse_a_taken_port(bind)
+    format_dates_once_a_second()
     # The page's session cookie must verify in every worker: without a SECRET_KEY, one random key
     # for all the workers of this master (made before they fork; sign-ins end when it restarts).
     if not Config.SECRET_KEY:

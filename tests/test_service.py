@@ -333,6 +333,36 @@ def test_connections_spread_over_both_workers(topics, database_url, services):
             client.close()
 
 
+def test_the_date_header_is_the_time_of_the_answer_and_moves_on_over_one_connection(
+        topics, database_url, services):
+    """gunicorn's Date is formatted once a second (app/speedups.py): each answer's must still
+    be its own second, and a keep-alive connection must see it change."""
+    import http.client
+    import time
+    from email.utils import parsedate_to_datetime
+
+    service = services(service_env(database_url, topics, CONSUMER_ENABLED="false"))
+    connection = http.client.HTTPConnection("127.0.0.1", service.port, timeout=10)
+    seen: set[str] = set()
+
+    def answer_dated_within_its_request() -> bool:
+        before = time.time()
+        connection.request("GET", "/healthz")
+        response = connection.getresponse()
+        response.read()
+        after = time.time()
+        date = response.getheader("Date")
+        assert re.fullmatch(r"\w{3}, \d{2} \w{3} \d{4} \d{2}:\d{2}:\d{2} GMT", date), date
+        assert int(before) <= parsedate_to_datetime(date).timestamp() <= after, (before, date, after)
+        seen.add(date)
+        return len(seen) >= 2
+
+    try:
+        wait_until(answer_dated_within_its_request, 5, "two seconds' dates on one connection")
+    finally:
+        connection.close()
+
+
 def test_an_address_someone_else_holds_stops_gunicorn_with_one_line(database_url, topics, tmp_path):
     with socket.socket() as holder:
         holder.bind(("127.0.0.1", 0))
