@@ -34,7 +34,10 @@ os.environ.setdefault(
 from gunicorn.workers.base import Worker  # noqa: E402
 from prometheus_client import multiprocess  # noqa: E402
 
-from app.speedups import format_dates_once_a_second  # noqa: E402
+from app.speedups import count_metrics_with_a_kept_process_id, format_dates_once_a_second  # noqa: E402
+
+# Before any worker makes its first metric (the app, imported after the fork).
+count_metrics_with_a_kept_process_id()
 
 # Behind the edge (nginx on PORT, see infra/nginx/), which buffers slow clients for gunicorn.
 bind = env_str("APP_BIND")

@@ -1,11 +1,12 @@
 """What the tests need besides the harness: the contract's example, cursors of any content, the
-orders a database holds, and the service's /metrics read as numbers."""
+orders a database holds, the service's /metrics read as numbers, and work done in a forked child."""
 
 import base64
 import json
+import os
 import time
-from collections.abc import Iterable
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, NoReturn
 from urllib.parse import urlsplit
 
 from flask import Flask
@@ -99,3 +100,13 @@ def consumer_states(service: "Service", polls: int = 6) -> set[str]:
         if status:
             states.add(json.loads(body)["consumer"]["state"])
     return states
+
+
+def in_child(work: Callable[[], object]) -> NoReturn:
+    """Run `work` in a forked child and end the child, whatever happens: never a second pytest."""
+    code = 1
+    try:
+        work()
+        code = 0
+    finally:
+        os._exit(code)

@@ -8,8 +8,6 @@ import signal
 import socket
 import threading
 import time
-from collections.abc import Callable
-from typing import NoReturn
 
 import pytest
 
@@ -23,6 +21,7 @@ from app.logs import (
     access_line,
 )
 from harness.waiting import wait_until
+from tests.helpers import in_child
 
 LINE = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} INFO \[(\d+) ([^\]]+)\] "
                   r'order_service\.access: (\S+) "(\S+) (.*)" (\d{3}) request_id=(\S+)\n')
@@ -160,16 +159,6 @@ def test_lines_from_many_threads_are_all_written_once_in_each_threads_order(pack
     assert sorted(written) == sorted(request_id for ids in sent.values() for request_id in ids)
     for tag, ids in sent.items():
         assert [request_id for request_id in written if request_id.startswith(f"{tag}-")] == ids
-
-
-def in_child(work: Callable[[], object]) -> NoReturn:
-    """Run `work` in a forked child and end the child, whatever happens: never a second pytest."""
-    code = 1
-    try:
-        work()
-        code = 0
-    finally:
-        os._exit(code)
 
 
 def test_a_forked_child_writes_only_its_own_lines_even_when_forked_in_the_middle_of_a_write(packets):

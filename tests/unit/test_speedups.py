@@ -1,8 +1,10 @@
-"""The Date header formatted once a second (app/speedups.py)."""
+"""The Date header formatted once a second, and the process id kept (app/speedups.py)."""
 
+import os
 from email.utils import formatdate
 
-from app.speedups import once_a_second
+from app.speedups import kept_process_id, once_a_second
+from tests.helpers import in_child
 
 
 class Clock:
@@ -49,3 +51,19 @@ def test_a_given_timestamp_is_formatted_as_asked_and_leaves_the_current_second_a
     assert date_now() == now
     assert calls == [1_764_892_800, 0]
 
+
+def test_the_kept_process_id_is_each_process_own_after_a_fork():
+    """prometheus-client tells the workers' files apart by it: two processes must never share one."""
+    read_end, write_end = os.pipe()
+    kept = kept_process_id()
+    child = os.fork()
+    if child == 0:
+        in_child(lambda: os.write(write_end, f"{kept()} {os.getpid()}".encode()))
+    os.close(write_end)
+    try:
+        told = os.read(read_end, 100).decode().split()
+    finally:
+        os.close(read_end)
+        os.waitpid(child, 0)
+    assert told == [str(child), str(child)]
+    assert kept() == os.getpid() != child
