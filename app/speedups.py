@@ -4,9 +4,9 @@ figures are in bench/README.md ("the Date header once a second", "the process id
 
 - gunicorn formats each response's Date with `email.utils.formatdate` (`gunicorn.util.http_date`).
   The header counts whole seconds (RFC 9110, 5.6.7), so every response within one second carries
-  the same text; nginx, Go's net/http and Node format it once a second for that reason.
-- prometheus-client's multiprocess values ask for the process id at every change (3 times for a
-  read), to notice a fork. `os.getpid()` is a system call each time.
+  the same text; nginx and Node format it once a second for that reason.
+- prometheus-client's multiprocess values ask for the process id at every change, to notice a
+  fork. `os.getpid()` is a system call each time.
 """
 
 import os
@@ -18,7 +18,9 @@ DateFormatter = Callable[..., str]
 
 def once_a_second(http_date: DateFormatter, clock: Callable[[], float] = time.time) -> DateFormatter:
     """`http_date` for the current time, formatted when the second changes; a given timestamp is
-    formatted as before. Threads share the one (second, text) pair, replaced whole."""
+    formatted as before. Threads share the one (second, text) pair, replaced whole. The second is
+    the clock's, truncated: `formatdate` of the float itself rounds to the microsecond, so in the
+    last half microsecond of a second it would already print the next one."""
     latest: tuple[int, str] | None = None
 
     def date_now(timestamp: float | None = None) -> str:
@@ -45,7 +47,8 @@ def format_dates_once_a_second() -> None:
 
 def kept_process_id() -> Callable[[], int]:
     """This process's id, read once and again in each child a fork makes (`os.register_at_fork`
-    runs for os.fork and for multiprocessing's and gunicorn's forks, which all use it)."""
+    runs for os.fork and for multiprocessing's and gunicorn's forks, which all use it). Each call
+    adds a fork hook that stays for the life of the process: call it once."""
     pid = os.getpid()
 
     def remember() -> None:

@@ -52,6 +52,15 @@ def parse_variant(text: str) -> Variant:
     return Variant(name, settings, root)
 
 
+def parse_variants(texts: list[str]) -> list[Variant]:
+    """The command line's variants, each with a name of its own."""
+    variants = [parse_variant(text) for text in texts]
+    names = [variant.name for variant in variants]
+    if len(set(names)) < len(names):
+        raise SystemExit(f"bench.read_ab: each variant needs a name of its own: {', '.join(names)}")
+    return variants
+
+
 def start(variant: Variant, database: str, topics, ids: int, cached: bool, work: Path) -> Service:
     mode = {**COLD_READS, "CACHE_THRESHOLD": str(2 * ids), "CACHE_WARMUP": str(ids)} if cached else COLD_READS
     env = service_env(database, topics, **{**mode, **variant.settings})
@@ -73,7 +82,7 @@ def main() -> None:
     parser.add_argument("--cached", action="store_true", help="every request a cache hit")
     parser.add_argument("--out", type=Path, help="write the figures here as JSON")
     args = parser.parse_args()
-    variants = [parse_variant(text) for text in args.variant]
+    variants = parse_variants(args.variant)
     say = Progress()
     work = Path(tempfile.mkdtemp(prefix="order-bench-read-ab-"))
     database = create_database(Config.SQLALCHEMY_DATABASE_URI, "orders_read_ab")

@@ -2,7 +2,7 @@
 
 import pytest
 
-from bench.read_ab import parse_variant
+from bench.read_ab import parse_variant, parse_variants
 from harness import ROOT
 
 
@@ -17,3 +17,8 @@ def test_a_variant_names_its_checkout_and_the_service_settings(tmp_path):
 def test_a_variant_that_cannot_run_is_refused(text):
     with pytest.raises(SystemExit, match="bench.read_ab"):
         parse_variant(text)
+
+
+def test_two_variants_of_one_name_are_refused(tmp_path):
+    with pytest.raises(SystemExit, match="a name of its own"):
+        parse_variants(["new:", f"new:root={tmp_path}"])
