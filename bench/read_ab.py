@@ -15,7 +15,9 @@ Each service gets one warm-up pass before the first round.
 
 import argparse
 import json
+import signal
 import statistics
+import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -83,6 +85,8 @@ def main() -> None:
     parser.add_argument("--out", type=Path, help="write the figures here as JSON")
     args = parser.parse_args()
     variants = parse_variants(args.variant)
+    # A stopped run still stops its services and drops its database (the `finally` block runs).
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
     say = Progress()
     work = Path(tempfile.mkdtemp(prefix="order-bench-read-ab-"))
     database = create_database(Config.SQLALCHEMY_DATABASE_URI, "orders_read_ab")
