@@ -23,12 +23,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench import bulk_load
-from bench.run import COLD_READS, Progress, Settings, bare_app, migrate, warmed_caches
+from bench.run import COLD_READS, Progress, Settings, cached_reads, migrate, miss_ceiling, warmed_caches
 from bench.scale import _metered_wrk, random_ids
 from config import Config
 from harness import ROOT
 from harness.kafka import create_topics, delete_topics
-from harness.postgres import create_database, drop_database, dsn
+from harness.postgres import create_database, drop_database
 from harness.service import Service, service_env
 from harness.waiting import wait_until
 
@@ -64,8 +64,8 @@ def parse_variants(texts: list[str]) -> list[Variant]:
 
 
 def start(variant: Variant, database: str, topics, ids: int, cached: bool, work: Path) -> Service:
-    mode = {**COLD_READS, "CACHE_THRESHOLD": str(2 * ids), "CACHE_WARMUP": str(ids)} if cached else COLD_READS
-    env = service_env(database, topics, **{**mode, **variant.settings})
+    reads = cached_reads(ids) if cached else COLD_READS
+    env = service_env(database, topics, **{**reads, **variant.settings})
     service = Service(env, work / f"{variant.name}.log", root=variant.root).start()
     if cached:
         wait_until(lambda: warmed_caches(service.log(), workers=2), 300, f"{variant.name}: caches warmed")
@@ -101,8 +101,7 @@ def main() -> None:
         for variant in variants:
             services[variant.name] = start(variant, database, topics, args.ids, args.cached, work)
         if args.ceiling:
-            services[CEILING] = bare_app("bench.miss_ceiling:app", {"BENCH_MISS_CEILING_DSN": dsn(database)},
-                                         work / f"{CEILING}.log")
+            services[CEILING] = miss_ceiling(database, work / f"{CEILING}.log")
         for name, service in services.items():
             _metered_wrk(service, database, ids_file, Settings(duration_s=3), f"{name}, warm-up", say)
         names = list(services)

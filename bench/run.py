@@ -36,7 +36,7 @@ from harness import ROOT, contract_example
 from harness.edge import Edge
 from harness.kafka import admin, committed_offsets, create_topics, delete_topics
 from harness.oidc import Tokens
-from harness.postgres import admin_dsn, app_database, create_database, drop_database
+from harness.postgres import admin_dsn, app_database, create_database, drop_database, dsn
 from harness.service import GUNICORN, Service, service_env
 from harness.waiting import wait_until
 
@@ -46,6 +46,15 @@ WRK_THREADS = 2
 NO_AUTH = {"AUTH_ENABLED": "false"}
 # A service that only reads, with the workers' cache off: every request is a miss.
 COLD_READS = {"CONSUMER_ENABLED": "false", "CACHE_THRESHOLD": "0", "CACHE_WARMUP": "0", **NO_AUTH}
+
+
+def cached_reads(ids: int) -> dict[str, str]:
+    """A service that only reads, each worker's cache warmed with the `ids` most recent orders and
+    room for at least twice as many: every read of those is a hit."""
+    return {"CONSUMER_ENABLED": "false", "CACHE_WARMUP": str(ids),
+            "CACHE_THRESHOLD": str(max(20_000, 2 * ids)), **NO_AUTH}
+
+
 # One wrk client stands for many clients: the edge's per-address limits are lifted in the bench.
 UNLIMITED = {"EDGE_LOOKUP_RATE": "1000000", "EDGE_LOOKUP_BURST": "1000000"}
 SCOPES = ("orders:read", "orders:pii")
@@ -300,6 +309,11 @@ def sql(database_url: str, statement: str, params: tuple = ()) -> list[tuple]:
 def bare_app(app: str, env: dict[str, str], log_path: Path) -> Service:
     """A bare WSGI app (a ceiling) started under the service's gunicorn settings without its hooks."""
     return Service(env, log_path, args=("-c", "bench/ceiling.conf.py", app)).start()
+
+
+def miss_ceiling(database: str, log_path: Path) -> Service:
+    """The cold-read ceiling (bench/miss_ceiling.py) on `database`."""
+    return bare_app("bench.miss_ceiling:app", {"BENCH_MISS_CEILING_DSN": dsn(database)}, log_path)
 
 
 def measure_reads(database: str, topics, settings: Settings, work: Path, say: Progress) -> dict:

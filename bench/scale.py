@@ -46,14 +46,14 @@ from bench.cpu import CpuMeter
 from bench.report import merge_scale, results_dir
 from bench.run import (
     COLD_READS,
-    NO_AUTH,
     Progress,
     Settings,
-    bare_app,
     best_round,
+    cached_reads,
     git_commit,
     measure_ingest,
     migrate,
+    miss_ceiling,
     running_edge,
     sql,
     warmed_caches,
@@ -63,7 +63,7 @@ from bench.run import (
 from config import Config
 from harness.cluster import OwnCluster
 from harness.kafka import Topics, create_topics, delete_topics, produce
-from harness.postgres import create_database, drop_database, dsn
+from harness.postgres import create_database, drop_database
 from harness.service import Service, service_env
 from harness.waiting import wait_until
 
@@ -338,8 +338,7 @@ def read_cases(database: str, topics: Topics, settings: ScaleSettings, work: Pat
 def _miss_ceiling(database: str, ids_file: Path, settings: Settings, work: Path, say: Progress, label: str,
                   rounds: int) -> dict:
     """The same load on bench/miss_ceiling.py under the service's gunicorn settings."""
-    ceiling = bare_app("bench.miss_ceiling:app", {"BENCH_MISS_CEILING_DSN": dsn(database)},
-                       work / f"miss-ceiling-{label}.log")
+    ceiling = miss_ceiling(database, work / f"miss-ceiling-{label}.log")
     try:
         return best_round([_metered_wrk(ceiling, database, ids_file, settings, f"miss ceiling {label}", say)
                            for _ in range(rounds)])
@@ -356,8 +355,7 @@ def _cached_reads(database: str, topics: Topics, ids: int, settings: Settings, w
     recent = [uid for (uid,) in sql(database, newest, (ids,))]
     ids_file = work / f"recent-{label}.txt"
     ids_file.write_text("\n".join(recent) + "\n")
-    env = service_env(database, topics, CONSUMER_ENABLED="false", CACHE_WARMUP=str(len(recent)),
-                      CACHE_THRESHOLD=str(max(20_000, 2 * len(recent))), **NO_AUTH)
+    env = service_env(database, topics, **cached_reads(len(recent)))
     service = Service(env, work / f"cached-{label}.log").start()
     try:
         wait_until(lambda: warmed_caches(service.log(), workers=2), 300, "both caches warmed")
