@@ -186,6 +186,13 @@ def read_all(bootstrap: str, topic: str, timeout_s: float = 30) -> list:
     return records
 
 
+def stable_members(client: KafkaAdminClient, group: str) -> int:
+    """How many members share `group`'s partitions once its rebalance is over (state Stable); 0
+    while it is still rebalancing, or before anyone has joined."""
+    [described] = client.describe_consumer_groups([group])
+    return len(described.members) if described.state == "Stable" else 0
+
+
 def committed_offsets(bootstrap: str, group: str, topic: str,
                       client: KafkaAdminClient | None = None) -> dict[TopicPartition, int]:
     """The group's committed offsets on `topic`; pass `client` to reuse one admin connection."""

@@ -13,7 +13,8 @@ from harness import ROOT
 pytestmark = pytest.mark.slow
 
 REQUIRED = [
-    "ingest.orders", "ingest.orders_per_s", "ingest.ceiling_validate_per_s", "ingest.ceiling_store_per_s",
+    "ingest.orders", "ingest.orders_per_s", "ingest.orders_per_s_whole_run", "ingest.group_stable_after_s",
+    "ingest.ceiling_validate_per_s", "ingest.ceiling_store_per_s",
     "ingest.peak_rss_mb", "ingest.cpu_us_per_order.service", "ingest.cpu_us_per_order.postgres",
     "ingest.cpu_us_per_order.postgres_bench_db", "ingest.cpu_us_per_order.total",
     "ingest.machine.busy_us_per_order",

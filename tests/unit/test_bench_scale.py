@@ -5,7 +5,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from bench.run import batch_rate
+from bench.run import batch_rate, steady_batches
 from bench.scale import round_ratios
 
 
@@ -38,3 +38,14 @@ def test_the_ingest_rate_runs_from_the_first_batchs_start_to_the_last_ones():
 def test_too_few_batches_for_a_rate():
     assert batch_rate([(_at(0), 100)]) is None
     assert batch_rate([]) is None
+
+
+def test_the_rate_leaves_out_the_batches_begun_before_both_workers_consumed():
+    # One worker alone at 500 orders/s for a second, then both at 1,000 from the moment the group
+    # became stable: the steady rate is the pair's, and a batch begun at that moment counts.
+    alone = [(_at(0.2 * index), 100) for index in range(5)]
+    both = [(_at(1 + 0.1 * index), 100) for index in range(10)]
+    steady = steady_batches(alone + both, since=_at(1))
+    assert steady == both
+    assert batch_rate(steady) == pytest.approx(1000)
+    assert batch_rate(alone + both) < 1000
