@@ -4,7 +4,7 @@ import argparse
 from pathlib import Path
 
 from bench.report import results_dir, write_all
-from bench.run import Settings, run
+from bench.run import Settings, exit_through_finally_on_sigterm, run
 
 # --smoke: a tiny run that exercises every step (tests/test_bench_smoke.py).
 SMOKE = {"orders": 2000, "read_ids": 200, "duration_s": 1, "connections": 8, "store_batch": 100,
@@ -24,6 +24,7 @@ def main() -> None:
                         help=f"tiny run ({SMOKE['orders']:,} orders, {SMOKE['duration_s']} s of load per "
                              "case) that exercises every step")
     args = parser.parse_args()
+    exit_through_finally_on_sigterm()
     out_dir = results_dir(args.out, args.smoke)
     settings = Settings(orders=args.orders, read_ids=args.read_ids, duration_s=args.duration,
                         connections=args.connections, out_dir=out_dir)

@@ -25,7 +25,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from bench.report import RESULTS_DIR
-from bench.run import Progress, Settings, measure_ingest, migrate, seed_topic
+from bench.run import Progress, Settings, exit_through_finally_on_sigterm, measure_ingest, migrate, seed_topic
 from config import Config
 from harness import ROOT
 from harness.kafka import create_topics, delete_topics
@@ -109,6 +109,7 @@ def main() -> None:
     parser.add_argument("--profile", action="store_true")
     parser.add_argument("--out", type=Path, default=RESULTS_DIR)
     args = parser.parse_args()
+    exit_through_finally_on_sigterm()
     if not args.profile and not args.base:
         parser.error("--base or --profile")
     say = Progress()

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench import bulk_load
-from bench.run import Progress, Settings, measure_ingest, produce_orders, sql
+from bench.run import Progress, Settings, exit_through_finally_on_sigterm, measure_ingest, produce_orders, sql
 from bench.scale import (
     NEW_ORDERS_SEED,
     _new_database,
@@ -102,6 +102,7 @@ def main() -> None:
     parser.add_argument("--no-checkpoint", action="store_true", help="no CHECKPOINT before each round")
     parser.add_argument("--out", type=Path, help="write the figures here as JSON")
     args = parser.parse_args()
+    exit_through_finally_on_sigterm()
     variants = [parse_variant(text) for text in args.variant]
     say = Progress()
     work = Path(tempfile.mkdtemp(prefix="order-bench-ab-"))

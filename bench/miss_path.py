@@ -35,7 +35,7 @@ from app.extensions import db
 from app.seed import OrderFactory
 from app.validation.schema import ITEM_SCHEMA, ORDER_SCHEMA
 from bench.cpu import listening_pid, tree_us
-from bench.run import Progress, migrate
+from bench.run import Progress, exit_through_finally_on_sigterm, migrate
 from config import Config, engine_options
 from harness.cluster import OwnCluster
 from harness.postgres import create_database
@@ -145,6 +145,7 @@ def main() -> None:
     parser.add_argument("--reads", type=int, default=4000)
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
+    exit_through_finally_on_sigterm()
     say = Progress()
     with OwnCluster() as cluster:
         url = create_database(cluster.url(), "orders_miss")

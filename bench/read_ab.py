@@ -15,15 +15,22 @@ Each service gets one warm-up pass before the first round.
 
 import argparse
 import json
-import signal
 import statistics
-import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from bench import bulk_load
-from bench.run import COLD_READS, Progress, Settings, cached_reads, migrate, miss_ceiling, warmed_caches
+from bench.run import (
+    COLD_READS,
+    Progress,
+    Settings,
+    cached_reads,
+    exit_through_finally_on_sigterm,
+    migrate,
+    miss_ceiling,
+    warmed_caches,
+)
 from bench.scale import _metered_wrk, random_ids
 from config import Config
 from harness import ROOT
@@ -85,8 +92,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, help="write the figures here as JSON")
     args = parser.parse_args()
     variants = parse_variants(args.variant)
-    # A stopped run still stops its services and drops its database (the `finally` block runs).
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
+    exit_through_finally_on_sigterm()
     say = Progress()
     work = Path(tempfile.mkdtemp(prefix="order-bench-read-ab-"))
     database = create_database(Config.SQLALCHEMY_DATABASE_URI, "orders_read_ab")

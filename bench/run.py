@@ -74,6 +74,13 @@ class Settings:
     read_rounds: int = 2
 
 
+def exit_through_finally_on_sigterm() -> None:
+    """A run stopped by SIGTERM (a `kill`, a CI timeout) exits as Python does on an exception, so
+    its `finally` blocks still stop its services and drop its databases; by default the signal kills
+    the interpreter on the spot and leaves them running."""
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
+
+
 class Progress:
     def __init__(self) -> None:
         self.started = time.monotonic()
@@ -211,9 +218,9 @@ def measure_ingest(database: str, topics, settings: Settings, work: Path, say: P
                    gunicorn: Path = GUNICORN) -> dict:
     """The service (gunicorn, 2 workers, consumers on) consumes the pre-produced topic. The rate is
     taken from the start times of the batches stored once both workers share the partitions
-    (steady_batches, batch_rate); the CPU time of each process group between the first and the last
-    sample of the committed offsets from then on. The whole run's rate, the group's start-up
-    included, is kept beside it.
+    (steady_batches, batch_rate), and the CPU time of each process group from then to the last
+    sample of the committed offsets. The whole run's rate, the group's start-up included, is kept
+    beside it.
     `root`: the tree gunicorn runs from (bench/cpu_ab.py compares two); `attach`: started with the
     service (a profiler), returns what stops it; `gunicorn`: the executable (bench/ingest_ab.py)."""
     env = service_env(database, topics, CONSUMER_BATCH_SIZE=str(Config.CONSUMER_BATCH_SIZE),
@@ -227,13 +234,18 @@ def measure_ingest(database: str, topics, settings: Settings, work: Path, say: P
     started = time.monotonic()
     timeline: list[tuple[float, int]] = [(0.0, 0)]
     snapshots: list[Snapshot] = [meter.snapshot()]
-    say("ingest: starting gunicorn with 2 workers")
+    expected_workers = int(env["WEB_CONCURRENCY"])
+    say(f"ingest: starting gunicorn with {expected_workers} workers")
     service = Service(env, work / "ingest.log", root=root, gunicorn=gunicorn).start()
-    workers.extend(service.worker_pids())
-    detach = attach(service) if attach else None
+    detach: Callable[[], None] | None = None
+    kafka_admin = None
     peak_rss = 0
-    kafka_admin = admin(topics.bootstrap)
     try:
+        workers.extend(wait_until(lambda: _all_workers(service, expected_workers), 30,
+                                  f"gunicorn forked {expected_workers} workers"))
+        detach = attach(service) if attach else None
+        kafka_admin = admin(topics.bootstrap)
+
         def sample() -> bool:
             nonlocal peak_rss
             committed = sum(committed_offsets(topics.bootstrap, topics.group, topics.orders,
@@ -246,35 +258,36 @@ def measure_ingest(database: str, topics, settings: Settings, work: Path, say: P
                 say(f"ingest: {committed:,} of {settings.orders:,} committed")
             return committed >= settings.orders
 
-        # The first worker to join takes every partition until the second's join reaches it on a
+        # The first worker to join takes every partition until the others' joins reach it on a
         # heartbeat (CONSUMER_HEARTBEAT_INTERVAL_MS): the group's start-up, the same whatever the
         # database, which is over in a second but would weigh a fifth of a 20,000-order run.
-        wait_until(lambda: stable_members(kafka_admin, topics.group) == len(workers), 60,
-                   f"both workers share the partitions of {topics.orders} (group {topics.group})",
-                   interval_s=0.05)
-        # Compared with the batches' start times, PostgreSQL's now(): the bench's server is local.
-        group_stable = datetime.now(UTC)
+        wait_until(lambda: stable_members(kafka_admin, topics.group) == expected_workers, 60,
+                   f"the {expected_workers} workers share the partitions of {topics.orders} "
+                   f"(group {topics.group}; log: {work / 'ingest.log'})", interval_s=0.05)
+        # The database's clock, as the batches' start times are.
+        [(group_stable,)] = sql(database, "SELECT clock_timestamp()")
         group_stable_after_s = time.monotonic() - started
-        if not sample():
-            wait_until(sample, 600, "the service committed every order", interval_s=0.25)
+        # Its first sample (timeline[1]) is the moment the group became stable.
+        wait_until(sample, 600, "the service committed every order", interval_s=0.25)
     finally:
         if detach:
             detach()
         service.stop()
-        kafka_admin.close()
-    first = next(i for i, (_, count) in enumerate(timeline) if count > 0)
-    (t_first, count_first), (t_last, count_last) = timeline[first], timeline[-1]
-    sampled = (count_last - count_first) / (t_last - t_first) if t_last > t_first else float(count_last)
+        if kafka_admin:
+            kafka_admin.close()
     batches = stored_batches(database, stored_before)
     steady = steady_batches(batches, group_stable)
+    # The CPU and the sampled rate from the moment the group became stable; from before the service
+    # started in a run so small that every order was committed by then.
+    start = 1 if timeline[-1][1] > timeline[1][1] else 0
+    (t_start, count_start), (t_last, count_last) = timeline[start], timeline[-1]
+    sampled = (count_last - count_start) / (t_last - t_start)
     whole_run = batch_rate(batches) or sampled
     rate = batch_rate(steady) or whole_run
-    # A small run may be stored between two samples: its window then starts at the sample before.
-    start = first if first < len(timeline) - 1 else first - 1
-    cpu = CpuMeter.between(snapshots[start], snapshots[-1], max(count_last - timeline[start][1], 1))
+    cpu = CpuMeter.between(snapshots[start], snapshots[-1], max(count_last - count_start, 1))
     per_order, machine = cpu["cpu_us_per_order"], cpu["machine"]
-    say(f"ingest: {rate:,.0f} orders/s once both workers consumed ({whole_run:,.0f} over the whole run, "
-        f"{len(batches) - len(steady)} of {len(batches)} batches begun in the group's first "
+    say(f"ingest: {rate:,.0f} orders/s once all {expected_workers} workers consumed ({whole_run:,.0f} over "
+        f"the whole run, {len(batches) - len(steady)} of {len(batches)} batches begun in the group's first "
         f"{group_stable_after_s:.2f} s), peak RSS {peak_rss / 2**20:.0f} MiB; CPU per order: service "
         f"{per_order['service']:.0f} µs, PostgreSQL {per_order['postgres']:.0f} "
         f"({per_order['postgres_bench_db']:.0f} in the bench database's backends), "
@@ -285,10 +298,19 @@ def measure_ingest(database: str, topics, settings: Settings, work: Path, say: P
         f"{machine['disk_written_bytes_per_order']:,} bytes per order")
     return {"orders_per_s": round(rate, 1), "orders_per_s_whole_run": round(whole_run, 1),
             "orders_per_s_sampled": round(sampled, 1), "group_stable_after_s": round(group_stable_after_s, 2),
-            "stored_before_group_stable": sum(orders for _, orders in batches[: len(batches) - len(steady)]),
+            "stored_before_group_stable": _orders(batches) - _orders(steady),
             "peak_rss_mb": round(peak_rss / 2**20, 1), **cpu,
             "processes": {"postgres": meter.postmaster, "kafka": meter.broker},
             "timeline": [[round(t, 2), count] for t, count in timeline]}
+
+
+def _orders(batches: list[tuple[datetime, int]]) -> int:
+    return sum(orders for _, orders in batches)
+
+
+def _all_workers(service: Service, expected: int) -> list[int] | None:
+    pids = service.worker_pids()
+    return pids if len(pids) == expected else None
 
 
 def _last_order_id(database: str) -> int:

@@ -22,7 +22,6 @@ Measured, each database the same way:
 import argparse
 import os
 import shutil
-import signal
 import statistics
 import sys
 import tempfile
@@ -50,6 +49,7 @@ from bench.run import (
     Settings,
     best_round,
     cached_reads,
+    exit_through_finally_on_sigterm,
     git_commit,
     measure_ingest,
     migrate,
@@ -436,8 +436,7 @@ def settings_from_args(argv: list[str] | None = None) -> tuple[ScaleSettings, Pa
 
 def main(argv: list[str] | None = None) -> None:
     settings, out_dir = settings_from_args(argv)
-    # A stopped run still drops its databases and its cluster (the `finally` blocks run).
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
+    exit_through_finally_on_sigterm()
     say = Progress()
     started = time.monotonic()
     results = run_scale(settings, say)

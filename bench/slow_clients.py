@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from bench.run import exit_through_finally_on_sigterm
 from harness.edge import Edge
 from harness.service import Service
 from harness.slow_clients import slow_connections
@@ -31,6 +32,7 @@ def probe(get_status: Callable[[], int], count: int) -> str:
 
 
 def main() -> None:
+    exit_through_finally_on_sigterm()
     work = Path(tempfile.mkdtemp(prefix="order-slow-clients-"))
     service = Service({"CONSUMER_ENABLED": "false", "CACHE_WARMUP": "0"}, work / "service.log").start()
     edge = Edge(f"127.0.0.1:{service.port}", work).start()

@@ -8,7 +8,8 @@ this code with tracing on at the default sampler, exporting to a real OTLP/HTTP 
 - cached reads: the app's whole WSGI stack called in-process on a cached order (µs a request, the
   median of 7 runs of 20,000 calls), in a process of each variant's own;
 - ingest: gunicorn (2 workers) consumes N pre-produced orders into an emptied table; orders/s
-  between the first and the last committed offset, as `make bench` takes it.
+  between the first and the last committed offset (`make bench` now counts from the moment its
+  workers share the partitions: bench/run.py `measure_ingest`).
 """
 
 import argparse
@@ -21,6 +22,7 @@ from pathlib import Path
 
 import psycopg2
 
+from bench.run import exit_through_finally_on_sigterm
 from config import Config
 from harness import ROOT
 from harness.kafka import admin, committed_offsets, create_topics, delete_topics, produce
@@ -107,6 +109,7 @@ def main() -> None:
     parser.add_argument("--orders", type=int, default=20_000)
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
+    exit_through_finally_on_sigterm()
 
     from flask_migrate import upgrade
 

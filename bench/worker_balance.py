@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 from bench import bulk_load
-from bench.run import COLD_READS, Progress, Settings, migrate, wrk
+from bench.run import COLD_READS, Progress, Settings, exit_through_finally_on_sigterm, migrate, wrk
 from bench.scale import random_ids
 from config import Config
 from harness.kafka import create_topics, delete_topics
@@ -49,6 +49,7 @@ def main() -> None:
     parser.add_argument("--duration", type=int, default=10, help="seconds of load per round")
     parser.add_argument("--rounds", type=int, default=4)
     args = parser.parse_args()
+    exit_through_finally_on_sigterm()
     say = Progress()
     settings = Settings(duration_s=args.duration)
     url = create_database(Config.SQLALCHEMY_DATABASE_URI, "orders_balance")

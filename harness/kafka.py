@@ -187,10 +187,18 @@ def read_all(bootstrap: str, topic: str, timeout_s: float = 30) -> list:
 
 
 def stable_members(client: KafkaAdminClient, group: str) -> int:
-    """How many members share `group`'s partitions once its rebalance is over (state Stable); 0
-    while it is still rebalancing, or before anyone has joined."""
-    [described] = client.describe_consumer_groups([group])
-    return len(described.members) if described.state == "Stable" else 0
+    """How many members share `group`'s partitions once its rebalance is over (state Stable, each
+    member assigned some); 0 while it is still rebalancing, before anyone has joined, or while its
+    coordinator is still moving in."""
+    try:
+        [described] = client.describe_consumer_groups([group])
+    except KafkaError as exc:
+        if not exc.retriable:
+            raise
+        return 0
+    members = described.members
+    assigned = all(member.member_assignment and member.member_assignment.partitions() for member in members)
+    return len(members) if described.state == "Stable" and assigned else 0
 
 
 def committed_offsets(bootstrap: str, group: str, topic: str,

@@ -62,10 +62,17 @@ class Service:
         return self
 
     def start(self, timeout_s: float = 30) -> Service:
+        """Launch gunicorn and wait until it answers. A start that fails or is interrupted (a
+        SIGTERM's SystemExit) stops it: the caller never got the Service to stop."""
         self.launch()
-        wait_until(lambda: self.get("/healthz")[0] == 200 or self._died(), timeout_s,
-                   f"gunicorn answered /healthz (log: {self.log_path})")
-        assert self.process.poll() is None, f"gunicorn exited; see {self.log_path}"
+        try:
+            wait_until(lambda: self.get("/healthz")[0] == 200 or self._died(), timeout_s,
+                       f"gunicorn answered /healthz (log: {self.log_path})")
+            assert self.process.poll() is None, f"gunicorn exited; see {self.log_path}"
+        except BaseException:
+            if not self._died():
+                self.stop()
+            raise
         return self
 
     def _died(self) -> bool:

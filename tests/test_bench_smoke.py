@@ -2,13 +2,18 @@
 every figure reported, and the ones that can be checked, checked."""
 
 import json
+import signal
 import subprocess
 import sys
 from pathlib import Path
 
+import psutil
 import pytest
 
+from bench.run import sql
+from config import Config
 from harness import ROOT
+from harness.waiting import wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -103,3 +108,30 @@ def test_the_scale_section_runs_end_to_end_and_reports_every_figure(tmp_path, ka
     assert first_pass["requests"] == scale["read"]["large"]["ids"]
     small, large = scale["read"]["small"]["orders"], scale["read"]["large"]["orders"]
     assert f"| measure | {small:,} orders | {large:,} orders |" in (tmp_path / "latest.md").read_text()
+
+
+def bench_databases() -> set[str]:
+    return {name for (name,) in sql(Config.SQLALCHEMY_DATABASE_URI,
+                                    "SELECT datname FROM pg_database WHERE datname LIKE 'orders_bench%%'")}
+
+
+def test_a_benchmark_stopped_by_sigterm_stops_its_services_and_drops_its_databases(tmp_path, kafka_bootstrap):
+    before = bench_databases()
+    run = subprocess.Popen([sys.executable, "-m", "bench", "--smoke", "--out", str(tmp_path)], cwd=ROOT,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        bench = psutil.Process(run.pid)
+        # Stopped while its gunicorn ingests: a master and its workers running, its databases made.
+        gunicorn = wait_until(lambda: [child for child in bench.children(recursive=True)
+                                       if "gunicorn" in " ".join(child.cmdline())], 120,
+                              "the benchmark started gunicorn")
+        made = bench_databases() - before
+        assert made, "the benchmark made its databases before starting gunicorn"
+        run.send_signal(signal.SIGTERM)
+        assert run.wait(timeout=60) == 128 + signal.SIGTERM
+    finally:
+        if run.poll() is None:
+            run.kill()
+    _, alive = psutil.wait_procs(gunicorn, timeout=10)
+    assert not alive, [process.cmdline() for process in alive]
+    assert not made & bench_databases()
