@@ -241,8 +241,7 @@ def measure_ingest(database: str, topics, settings: Settings, work: Path, say: P
     kafka_admin = None
     peak_rss = 0
     try:
-        workers.extend(wait_until(lambda: _all_workers(service, expected_workers), 30,
-                                  f"gunicorn forked {expected_workers} workers"))
+        workers.extend(service.wait_for_workers(expected_workers))
         detach = attach(service) if attach else None
         kafka_admin = admin(topics.bootstrap)
 
@@ -306,11 +305,6 @@ def measure_ingest(database: str, topics, settings: Settings, work: Path, say: P
 
 def _orders(batches: list[tuple[datetime, int]]) -> int:
     return sum(orders for _, orders in batches)
-
-
-def _all_workers(service: Service, expected: int) -> list[int] | None:
-    pids = service.worker_pids()
-    return pids if len(pids) == expected else None
 
 
 def _last_order_id(database: str) -> int:

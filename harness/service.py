@@ -108,6 +108,13 @@ class Service:
         self.process.send_signal(signal.SIGTERM)
         return self.process.wait(timeout=timeout_s)
 
+    def wait_for_workers(self, count: int, timeout_s: float = 30) -> list[int]:
+        """The pids of the master's `count` workers, once it has forked them all."""
+        def all_forked() -> list[int] | None:
+            pids = self.worker_pids()
+            return pids if len(pids) == count else None
+        return wait_until(all_forked, timeout_s, f"the master forked {count} workers (log: {self.log_path})")
+
     def worker_pids(self) -> list[int]:
         out = subprocess.run(["pgrep", "-P", str(self.process.pid)], capture_output=True, text=True)
         return [int(pid) for pid in out.stdout.split()]

@@ -169,7 +169,7 @@ def test_a_sigterm_while_the_workers_boot_is_a_clean_stop(topics, database_url, 
     service = Service(service_env(database_url, topics, GUNICORN_GRACEFUL_TIMEOUT="60"),
                       tmp_path / "boot.log").launch()
     try:
-        wait_until(lambda: len(service.worker_pids()) == 2, 30, "the master forked both workers")
+        service.wait_for_workers(2)
         service.signal(signal.SIGTERM)
         assert service.wait_exit(timeout_s=50) == 0
         assert "SIGKILL" not in service.log(), "the master had to kill a worker that missed the stop"
