@@ -4,7 +4,8 @@ import argparse
 from pathlib import Path
 
 from bench.report import results_dir, write_all
-from bench.run import Settings, exit_through_finally_on_sigterm, run
+from bench.run import Settings, run
+from harness.service import exit_through_finally_on_sigterm
 
 # --smoke: a tiny run that exercises every step (tests/test_bench_smoke.py).
 SMOKE = {"orders": 2000, "read_ids": 200, "duration_s": 1, "connections": 8, "store_batch": 100,

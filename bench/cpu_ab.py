@@ -25,12 +25,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 from bench.report import RESULTS_DIR
-from bench.run import Progress, Settings, exit_through_finally_on_sigterm, measure_ingest, migrate, seed_topic
+from bench.run import Progress, Settings, measure_ingest, migrate, seed_topic
 from config import Config
 from harness import ROOT
 from harness.kafka import create_topics, delete_topics
 from harness.postgres import create_database, drop_database
-from harness.service import Service
+from harness.service import Service, exit_through_finally_on_sigterm
 
 PY_SPY = Path(sys.executable).with_name("py-spy")
 

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench import bulk_load
-from bench.run import Progress, Settings, exit_through_finally_on_sigterm, measure_ingest, produce_orders, sql
+from bench.run import Progress, Settings, measure_ingest, produce_orders, sql
 from bench.scale import (
     NEW_ORDERS_SEED,
     _new_database,
@@ -44,7 +44,7 @@ from config import Config
 from harness import ROOT
 from harness.cluster import PG_BIN, OwnCluster, as_owner
 from harness.kafka import create_topics, delete_topics
-from harness.service import GUNICORN
+from harness.service import GUNICORN, exit_through_finally_on_sigterm
 
 
 @dataclass(frozen=True)

@@ -35,10 +35,11 @@ from app.extensions import db
 from app.seed import OrderFactory
 from app.validation.schema import ITEM_SCHEMA, ORDER_SCHEMA
 from bench.cpu import listening_pid, tree_us
-from bench.run import Progress, exit_through_finally_on_sigterm, migrate
+from bench.run import Progress, migrate
 from config import Config, engine_options
 from harness.cluster import OwnCluster
 from harness.postgres import create_database
+from harness.service import exit_through_finally_on_sigterm
 
 _BODY = "SELECT id, body FROM orders WHERE order_uid = %s"
 _SESSION_BODY = text("SELECT body FROM orders WHERE order_uid = :uid")

@@ -26,7 +26,6 @@ from bench.run import (
     Progress,
     Settings,
     cached_reads,
-    exit_through_finally_on_sigterm,
     migrate,
     miss_ceiling,
     warmed_caches,
@@ -36,7 +35,7 @@ from config import Config
 from harness import ROOT
 from harness.kafka import create_topics, delete_topics
 from harness.postgres import create_database, drop_database
-from harness.service import Service, service_env
+from harness.service import Service, exit_through_finally_on_sigterm, service_env
 from harness.waiting import wait_until
 
 CEILING = "ceiling"

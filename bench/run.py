@@ -74,13 +74,6 @@ class Settings:
     read_rounds: int = 2
 
 
-def exit_through_finally_on_sigterm() -> None:
-    """A run stopped by SIGTERM (a `kill`, a CI timeout) exits as Python does on an exception, so
-    its `finally` blocks still stop its services and drop its databases; by default the signal kills
-    the interpreter on the spot and leaves them running."""
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
-
-
 class Progress:
     def __init__(self) -> None:
         self.started = time.monotonic()

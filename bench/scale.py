@@ -49,7 +49,6 @@ from bench.run import (
     Settings,
     best_round,
     cached_reads,
-    exit_through_finally_on_sigterm,
     git_commit,
     measure_ingest,
     migrate,
@@ -64,7 +63,7 @@ from config import Config
 from harness.cluster import OwnCluster
 from harness.kafka import Topics, create_topics, delete_topics, produce
 from harness.postgres import create_database, drop_database
-from harness.service import Service, service_env
+from harness.service import Service, exit_through_finally_on_sigterm, service_env
 from harness.waiting import wait_until
 
 DEFAULT_ORDERS = 2_000_000

@@ -11,9 +11,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from bench.run import exit_through_finally_on_sigterm
 from harness.edge import Edge
-from harness.service import Service
+from harness.service import Service, exit_through_finally_on_sigterm
 from harness.slow_clients import slow_connections
 
 PROBES = 50

@@ -22,13 +22,12 @@ from pathlib import Path
 
 import psycopg2
 
-from bench.run import exit_through_finally_on_sigterm
 from config import Config
 from harness import ROOT
 from harness.kafka import admin, committed_offsets, create_topics, delete_topics, produce
 from harness.otlp import OtlpReceiver
 from harness.postgres import admin_dsn, app_database, create_database, drop_database
-from harness.service import free_port
+from harness.service import exit_through_finally_on_sigterm, free_port
 from harness.waiting import wait_until
 
 READS = r"""

@@ -16,12 +16,12 @@ import time
 from pathlib import Path
 
 from bench import bulk_load
-from bench.run import COLD_READS, Progress, Settings, exit_through_finally_on_sigterm, migrate, wrk
+from bench.run import COLD_READS, Progress, Settings, migrate, wrk
 from bench.scale import random_ids
 from config import Config
 from harness.kafka import create_topics, delete_topics
 from harness.postgres import create_database, drop_database
-from harness.service import Service, service_env
+from harness.service import Service, exit_through_finally_on_sigterm, service_env
 
 
 def one_round(url: str, topics, ids_file: Path, settings: Settings, work: Path, say: Progress) -> tuple:

@@ -145,6 +145,13 @@ class Service:
             self.process.wait(timeout=10)
 
 
+def exit_through_finally_on_sigterm() -> None:
+    """A run stopped by SIGTERM (a `kill`, a CI timeout) exits as Python does on an exception, so
+    its `finally` blocks still stop its services and drop its databases; by default the signal kills
+    the interpreter on the spot and leaves them running."""
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
+
+
 def service_env(database_url: str, topics: Topics, **extra: str) -> dict[str, str]:
     """The environment of a service on `database_url` and `topics`: 2 workers, small batches,
     no cache warm-up; `extra` overrides any of it."""
